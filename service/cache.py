@@ -1,0 +1,92 @@
+"""The export cache: one directory per (model, variant, library versions), written atomically.
+
+Layout: `<root>/<slug>-<identity hash>/<variant>-<versions hash>/` holding `model.onnx`, the
+tokenizer and config files, and `manifest.json`. An entry is built in a temporary directory and
+renamed into place, so a half-written entry is never seen; only an entry whose manifest says
+complete and whose files all exist is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+from .manifest import MANIFEST_NAME, Manifest
+from .sources import ModelSource
+
+# Bump when the export recipe changes in a way that changes the artifacts.
+RECIPE_VERSION = "1"
+_VERSIONED = ("xscore", "optimum", "optimum-onnx", "transformers", "torch", "onnx", "onnxruntime-gpu", "nncf")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XSCORE_CACHE") or Path.home() / ".cache" / "xscore").expanduser()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"recipe": RECIPE_VERSION}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _short_hash(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def model_dir(root: Path, source: ModelSource) -> Path:
+    return root / f"{source.slug}-{_short_hash(source.identity, 12)}"
+
+
+def entry_dir(root: Path, source: ModelSource, variant: str, versions: dict[str, str]) -> Path:
+    fingerprint = ",".join(f"{key}={value}" for key, value in sorted(versions.items()))
+    return model_dir(root, source) / f"{variant}-{_short_hash(fingerprint, 10)}"
+
+
+def load_complete(entry: Path) -> Manifest | None:
+    """The manifest of a complete entry, or None for a missing, partial or corrupt one."""
+    try:
+        manifest = Manifest.read(entry / MANIFEST_NAME)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not manifest.complete or not all((entry / name).is_file() for name in manifest.files):
+        return None
+    return manifest
+
+
+def any_complete(root: Path, source: ModelSource, variant: str) -> Path | None:
+    """A complete entry for this model and variant built by other library versions."""
+    parent = model_dir(root, source)
+    if not parent.is_dir():
+        return None
+    for candidate in sorted(parent.glob(f"{variant}-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if load_complete(candidate) is not None:
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def building(entry: Path) -> Iterator[Path]:
+    """A scratch directory that becomes `entry` only if the block finishes without error."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
+    try:
+        yield scratch
+        try:
+            os.rename(scratch, entry)
+        except OSError:
+            # Another process finished the same entry first: theirs is as good as ours.
+            if load_complete(entry) is None:
+                shutil.rmtree(entry, ignore_errors=True)
+                os.rename(scratch, entry)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

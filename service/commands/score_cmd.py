@@ -1,0 +1,46 @@
+"""`xscore score --query TEXT DOC...`: one-shot scoring, JSON to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..registry import ModelSpec, default_spec, load_model
+from ..ranking import rank_order
+from .options import add_engine_options, env
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("score", help="score one query against documents (JSON out)")
+    parser.add_argument("--model", default=env("MODEL"),
+                        help="NAME=SOURCE or SOURCE; default: the default model (env XSCORE_MODEL)")
+    parser.add_argument("--query", required=True, help="the query text")
+    parser.add_argument("documents", nargs="*", help="documents; read one per line from stdin if none")
+    parser.add_argument("--raw", action="store_true", help="return logits instead of activated scores")
+    parser.add_argument("--no-truncate", dest="truncate", action="store_false",
+                        help="fail on over-long pairs instead of truncating them")
+    parser.add_argument("--top-k", type=int, default=None, help="keep the best K")
+    add_engine_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    documents = args.documents or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    spec = ModelSpec.parse(args.model) if args.model else default_spec()
+    model = load_model(spec, variant=args.variant, device=args.device, engine=args.engine,
+                       threads=args.threads, max_length=args.max_length)
+    result = model.score_pairs([args.query] * len(documents), documents, raw=args.raw,
+                               truncate=args.truncate)
+    order = rank_order(result.scores)[: args.top_k]
+    output = {
+        "model": spec.name,
+        "variant": model.manifest.variant,
+        "scores": [
+            {"index": int(index), "rank": rank, "score": float(result.scores[index]), "text": documents[index]}
+            for rank, index in enumerate(order)
+        ],
+        "truncated": result.truncated,
+    }
+    print(json.dumps(output, indent=2, ensure_ascii=False))
+    return 0

@@ -1,0 +1,54 @@
+"""The error table shared by every transport.
+
+One exception type carries a transport-neutral code; the gRPC server and the HTTP gateway
+each map the code to their own status (SPEC sections 5 and 6). Messages say what was wrong
+and where (field, index), because they reach the caller verbatim.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorCode(enum.Enum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"  # bad shape, wrong type, empty
+    UNPROCESSABLE = "UNPROCESSABLE"  # semantically invalid: too long with truncate=false
+    TOO_LARGE = "TOO_LARGE"  # over a size or count limit
+    NOT_FOUND = "NOT_FOUND"  # unknown model
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"  # queue full
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
+    UNAVAILABLE = "UNAVAILABLE"  # draining, or model not ready
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    MODEL_ERROR = "MODEL_ERROR"  # a model that cannot be loaded or exported
+    INTERNAL = "INTERNAL"
+
+
+class XscoreError(Exception):
+    """An error whose message is meant for the user: never wrapped in a traceback."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.retry_after_s = retry_after_s
+
+    def __repr__(self) -> str:
+        return f"XscoreError({self.code.value}, {self.message!r})"
+
+
+def invalid(message: str, **details: Any) -> XscoreError:
+    return XscoreError(ErrorCode.INVALID_ARGUMENT, message, details=details or None)
+
+
+def model_error(message: str, **details: Any) -> XscoreError:
+    return XscoreError(ErrorCode.MODEL_ERROR, message, details=details or None)

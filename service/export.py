@@ -1,0 +1,260 @@
+"""Export: model source -> optimum ONNX -> variants, each parity-checked, into the cache.
+
+Only this module (and the reference it builds) needs torch; it is imported lazily so that the
+serving install, which has no torch, can still load anything already in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import cache
+from .activation import activation_from_config
+from .engines.onnxruntime import OnnxRuntimeEngine, cuda_available
+from .errors import model_error
+from .fidelity import GATES, Fidelity, measure
+from .manifest import MANIFEST_NAME, Manifest
+from .probes import probe_pairs
+from .sources import ModelSource, read_config, resolve_source
+from .tokenization import EncodedPair, PairTokenizer, pad_batch
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+ONNX_NAME = "model.onnx"
+_SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "vocab.txt", "sentencepiece.bpe.model", "spm.model", "merges.txt", "vocab.json")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    variant: str
+    path: Path
+    manifest: Manifest
+    reused: bool
+
+
+class VariantBuilder:
+    """How to turn the fp32 ONNX file into one variant's model file (a plug-in point)."""
+
+    name: str
+    precision: str
+
+    def available(self) -> str | None:
+        """None when this machine can build and run the variant, else why not."""
+        return None
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    def score(self, directory: Path, pairs: Sequence[EncodedPair], tokenizer: PairTokenizer) -> np.ndarray:
+        engine = OnnxRuntimeEngine(directory / ONNX_NAME, precision=self.precision,
+                                   device="cuda" if self.precision == "fp16" else "cpu")
+        return _engine_logits(engine, pairs, tokenizer.pad_id)
+
+
+class Fp32Builder(VariantBuilder):
+    name, precision = "fp32", "fp32"
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+        shutil.copyfile(fp32_onnx, output)
+
+
+class OrtDynamicInt8Builder(VariantBuilder):
+    """onnxruntime dynamic int8 with per-channel weights (per-tensor ranked clearly worse)."""
+
+    name, precision = "int8", "int8"
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True)
+
+
+class Fp16Builder(VariantBuilder):
+    name, precision = "fp16", "fp16"
+
+    def available(self) -> str | None:
+        return None if cuda_available() else "fp16 needs a CUDA GPU, and none is available here"
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True)
+        onnx.save(model, str(output))
+
+
+BUILDERS: dict[str, VariantBuilder] = {
+    builder.name: builder for builder in (Fp32Builder(), OrtDynamicInt8Builder(), Fp16Builder())
+}
+
+
+def register_variant(builder: VariantBuilder) -> None:
+    BUILDERS[builder.name] = builder
+
+
+def export(spec: str, variants: Sequence[str] = ("fp32",), *, root: Path | None = None,
+           revision: str | None = None, progress: bool = True) -> dict[str, ExportResult]:
+    """Export `spec` into the cache (or reuse what is there) for each variant."""
+    unknown = [variant for variant in variants if variant not in BUILDERS]
+    if unknown:
+        raise model_error(f"unknown variant(s) {unknown}; choose from {sorted(BUILDERS)}")
+    root = root or cache.cache_root()
+    source = resolve_source(spec, revision)
+    read_config(source.local_dir)
+    versions = cache.library_versions()
+    results: dict[str, ExportResult] = {}
+    missing = []
+    for variant in variants:
+        entry = cache.entry_dir(root, source, variant, versions)
+        manifest = cache.load_complete(entry)
+        if manifest is not None:
+            results[variant] = ExportResult(variant, entry, manifest, reused=True)
+        else:
+            missing.append(variant)
+    if missing:
+        results.update(_build(source, missing, root, versions, progress))
+    return results
+
+
+def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path | None:
+    """A cached export usable without torch: same versions first, else any complete entry."""
+    root = root or cache.cache_root()
+    source = resolve_source(spec)
+    entry = cache.entry_dir(root, source, variant, cache.library_versions())
+    if cache.load_complete(entry) is not None:
+        return entry
+    return cache.any_complete(root, source, variant)
+
+
+def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[str, str],
+           progress: bool) -> dict[str, ExportResult]:
+    for variant in variants:
+        reason = BUILDERS[variant].available()
+        if reason:
+            raise model_error(f"cannot build variant {variant}: {reason}")
+    exporter = _require_exporter()
+    steps = ["export ONNX", "reference scores"] + [f"{v}: build + parity" for v in variants]
+    bar = tqdm(total=len(steps), desc=f"export {source.spec}", unit="step", disable=not progress)
+    results: dict[str, ExportResult] = {}
+    started = time.perf_counter()
+    staging_parent = cache.model_dir(root, source)
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=staging_parent) as staging_name:
+        staging = Path(staging_name)
+        bar.set_postfix_str(steps[0])
+        exporter.export_onnx(source.local_dir, staging)
+        bar.update()
+        tokenizer = PairTokenizer.from_dir(staging)
+        pairs = tokenizer.encode(*zip(*probe_pairs()), truncate=True)
+        bar.set_postfix_str(steps[1])
+        reference = exporter.reference_logits(source.local_dir, pairs, tokenizer.pad_id)
+        bar.update()
+        config = read_config(staging)
+        activation = activation_from_config(config)
+        for variant, step in zip(variants, steps[2:]):
+            bar.set_postfix_str(step)
+            entry = cache.entry_dir(root, source, variant, versions)
+            builder = BUILDERS[variant]
+            with cache.building(entry) as scratch:
+                for name in _SIDE_FILES:
+                    if (staging / name).is_file():
+                        shutil.copyfile(staging / name, scratch / name)
+                builder.build(staging / ONNX_NAME, scratch / ONNX_NAME, probe_pairs())
+                fidelity = measure(activation.raw(reference), activation.raw(builder.score(scratch, pairs, tokenizer)))
+                problems = GATES[variant].failures(fidelity)
+                if problems:
+                    raise model_error(
+                        f"variant {variant} of {source.spec} refused: {'; '.join(problems)} "
+                        f"against the PyTorch reference on {fidelity.pairs} probe pairs",
+                        parity=fidelity.as_dict(),
+                    )
+                manifest = _manifest(source, variant, builder.precision, scratch, tokenizer, config,
+                                     activation.name, fidelity, versions, time.perf_counter() - started)
+                manifest.write(scratch / MANIFEST_NAME)
+            results[variant] = ExportResult(variant, entry, manifest, reused=False)
+            bar.update()
+    bar.close()
+    return results
+
+
+def _manifest(source: ModelSource, variant: str, precision: str, directory: Path, tokenizer: PairTokenizer,
+              config: dict, activation: str, fidelity: Fidelity, versions: dict[str, str],
+              seconds: float) -> Manifest:
+    files = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
+    return Manifest(
+        source=source.spec,
+        identity=source.identity,
+        variant=variant,
+        model_file=ONNX_NAME,
+        files=files,
+        opset=OPSET,
+        max_length=tokenizer.max_length,
+        num_labels=len(config.get("id2label") or {0: 0}),
+        activation=activation,
+        export_seconds=round(seconds, 2),
+        parity=fidelity.as_dict(),
+        versions=versions,
+        precision=precision,
+    )
+
+
+def _engine_logits(engine: OnnxRuntimeEngine, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
+    return np.concatenate([engine.run(pad_batch(pairs[i : i + 16], pad_id)) for i in range(0, len(pairs), 16)])
+
+
+class _Exporter:
+    """The torch-side half of export, behind one object so the import happens once, lazily."""
+
+    def __init__(self) -> None:
+        import torch
+        from optimum.exporters.onnx import main_export
+        from transformers import AutoModelForSequenceClassification
+
+        self._torch = torch
+        self._main_export = main_export
+        self._auto_model = AutoModelForSequenceClassification
+
+    def export_onnx(self, model_dir: Path, output: Path) -> None:
+        try:
+            self._main_export(str(model_dir), output, task="text-classification", opset=OPSET,
+                              do_validation=False, library_name="transformers")
+        except Exception as exc:
+            raise model_error(f"optimum could not export {model_dir}: {exc}") from exc
+        if not (output / "tokenizer.json").is_file():
+            raise model_error(f"{model_dir} has no fast tokenizer (tokenizer.json could not be made)")
+
+    def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
+        model = self._auto_model.from_pretrained(str(model_dir), torch_dtype=self._torch.float32).eval()
+        wants_types = "token_type_ids" in model.forward.__code__.co_varnames
+        outputs = []
+        with self._torch.inference_mode():
+            for start in range(0, len(pairs), 16):
+                batch = pad_batch(pairs[start : start + 16], pad_id)
+                inputs = {"input_ids": self._torch.from_numpy(batch.input_ids),
+                          "attention_mask": self._torch.from_numpy(batch.attention_mask)}
+                if wants_types:
+                    inputs["token_type_ids"] = self._torch.from_numpy(batch.token_type_ids)
+                outputs.append(model(**inputs).logits.float().numpy())
+        return np.concatenate(outputs)
+
+
+def _require_exporter() -> _Exporter:
+    try:
+        return _Exporter()
+    except ImportError as exc:
+        raise model_error(
+            f"exporting a model needs the export extra ({exc.name} is missing): "
+            "pip install 'xscore[export]'; or point --model at an already exported directory"
+        ) from exc
+

@@ -1,0 +1,77 @@
+"""From a `--model` spec to a loaded ScoringModel: parse, resolve, export if needed, load."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache
+from .engines import create_engine, resolve_device
+from .errors import model_error
+from .export import export, find_exported
+from .manifest import MANIFEST_NAME, Manifest
+from .scoring import ScoringModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "default"
+VARIANTS = ("auto", "fp32", "fp16", "int8")
+_NAME = re.compile(r"^[A-Za-z0-9][\w.\-/]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    source: str
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        """`NAME=SOURCE` or `SOURCE` (the name is then the hub id or the directory's name)."""
+        name, sep, source = spec.partition("=")
+        if not sep:
+            source = spec
+            name = spec if not Path(spec).expanduser().exists() else Path(spec).expanduser().resolve().name
+        if not source:
+            raise model_error(f"model spec {spec!r} has an empty source")
+        if not _NAME.match(name):
+            raise model_error(f"model name {name!r} may only hold letters, digits and . _ - /")
+        return cls(name, source)
+
+
+def default_spec() -> ModelSpec:
+    from .basemodel import default_model_dir
+
+    return ModelSpec(DEFAULT_NAME, str(default_model_dir(cache.cache_root())))
+
+
+def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",
+               threads: int | None = None, max_length: int | None = None, progress: bool = True) -> ScoringModel:
+    if variant not in VARIANTS:
+        raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    directory = _exported_dir(spec.source, _pick_variant(variant, device), progress)
+    manifest = Manifest.read(directory / MANIFEST_NAME)
+    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads)
+    model = ScoringModel.load(spec.name, directory, model_engine, max_length)
+    log.info("loaded %s (%s, %s on %s) from %s", spec.name, manifest.variant, model_engine.name,
+             model_engine.device, directory)
+    return model
+
+
+def _pick_variant(variant: str, device: str) -> str:
+    if variant != "auto":
+        return variant
+    return "fp16" if resolve_device(device) == "cuda" else "fp32"
+
+
+def _exported_dir(source: str, variant: str, progress: bool) -> Path:
+    path = Path(source).expanduser()
+    if (path / MANIFEST_NAME).is_file():
+        if cache.load_complete(path) is None:
+            raise model_error(f"{path} holds an incomplete or corrupt export; export it again")
+        return path
+    found = find_exported(source, variant)
+    if found is not None:
+        return found
+    return export(source, [variant], progress=progress)[variant].path

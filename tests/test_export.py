@@ -1,0 +1,112 @@
+"""Export: parity gates, cache reuse, atomic entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xscore.service import cache, export as export_module
+from xscore.service.errors import XscoreError
+from xscore.service.export import Fp16Builder, export
+from xscore.service.fidelity import GATES
+from xscore.service.manifest import MANIFEST_NAME, Manifest
+from xscore.service.probes import probe_pairs
+
+
+def test_probe_set_covers_every_kind_of_input():
+    pairs = probe_pairs()
+    text = " ".join(q + " " + d for q, d in pairs)
+    assert len(pairs) >= 50
+    assert any("\u3040" <= ch <= "\u30ff" for ch in text)  # Japanese
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in text)  # CJK ideographs
+    assert any(ord(ch) >= 0x1F300 for ch in text)  # emoji
+    assert "def fib" in text and "SELECT" in text  # code
+    assert max(len(q) + len(d) for q, d in pairs) > 5000  # over-long
+
+
+def test_fp32_export_matches_torch_within_1e_4(minilm_exports):
+    manifest = minilm_exports["fp32"].manifest
+    assert manifest.parity["max_abs_diff"] <= 1e-4
+    assert manifest.parity["pairs"] >= 50
+    assert manifest.max_length == 512 and manifest.num_labels == 1 and manifest.activation == "sigmoid"
+
+
+def test_int8_agreement_is_recorded_and_within_its_bar(minilm_exports):
+    parity = minilm_exports["int8"].manifest.parity
+    assert parity["spearman"] >= GATES["int8"].min_spearman
+    assert parity["top10_agreement"] >= 0.8
+    assert parity["max_abs_diff"] < 0.05
+
+
+def test_scores_from_the_loaded_model_match_torch_on_the_probe_set(minilm_model, minilm_model_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from xscore.service.tokenization import pad_batch
+
+    queries, documents = zip(*probe_pairs())
+    ours = minilm_model.score_pairs(queries, documents, raw=True).scores
+    reference_model = AutoModelForSequenceClassification.from_pretrained(minilm_model_dir).eval()
+    pairs = minilm_model.tokenizer.encode(queries, documents)
+    with torch.inference_mode():
+        reference = np.concatenate([
+            reference_model(**{k: torch.from_numpy(getattr(pad_batch(pairs[i:i + 8], 0), k))
+                               for k in ("input_ids", "attention_mask", "token_type_ids")}).logits[:, 0].numpy()
+            for i in range(0, len(pairs), 8)
+        ])
+    assert np.max(np.abs(ours - reference)) <= 1e-4
+
+
+def test_second_export_reuses_the_cache_entry(tiny_model_dir, tiny_export, cache_dir):
+    again = export(str(tiny_model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+    assert again.reused and again.path == tiny_export.path
+
+
+def test_half_written_entry_is_rebuilt_not_reused(tiny_model_dir, tmp_path):
+    first = export(str(tiny_model_dir), ["fp32"], root=tmp_path, progress=False)["fp32"]
+    manifest = Manifest.read(first.path / MANIFEST_NAME)
+    (first.path / manifest.model_file).unlink()  # as if the copy stopped half way
+    assert cache.load_complete(first.path) is None
+    rebuilt = export(str(tiny_model_dir), ["fp32"], root=tmp_path, progress=False)["fp32"]
+    assert not rebuilt.reused and (rebuilt.path / manifest.model_file).is_file()
+
+
+def test_refused_variant_leaves_no_entry_and_no_scratch(tiny_model_dir, tmp_path, monkeypatch):
+    class LossyFp32(Fp16Builder):
+        """A real lossy build (fp16 weights) that claims to be fp32: the gate must refuse it."""
+
+        name, precision = "lossy", "fp32"
+
+        def available(self):
+            return None
+
+    monkeypatch.setitem(export_module.BUILDERS, "lossy", LossyFp32())
+    monkeypatch.setitem(GATES, "lossy", GATES["fp32"])
+    with pytest.raises(XscoreError, match=r"variant lossy .* refused: max \|diff\|"):
+        export(str(tiny_model_dir), ["fp32", "lossy"], root=tmp_path, progress=False)
+    model_dirs = list(tmp_path.iterdir())
+    assert len(model_dirs) == 1
+    leftovers = sorted(p.name.split("-")[0] for p in model_dirs[0].iterdir())
+    assert leftovers == ["fp32"]  # the fp32 entry landed; nothing of lossy, no scratch dirs
+
+
+def test_manifest_records_source_versions_and_timing(tiny_export, tiny_model_dir):
+    manifest = tiny_export.manifest
+    assert manifest.source == str(tiny_model_dir)
+    assert manifest.identity.startswith("dir:")
+    assert manifest.export_seconds > 0
+    assert manifest.versions["onnxruntime-gpu"] != "absent" and manifest.versions["torch"] != "absent"
+    assert set(manifest.files) >= {"model.onnx", "tokenizer.json", "config.json"}
+
+
+def test_changed_model_weights_get_a_new_cache_entry(tiny_model_dir, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "copy"))
+    first = export(str(copy), ["fp32"], root=tmp_path / "cache", progress=False)["fp32"]
+    config = copy / "config.json"
+    config.write_text(config.read_text() + "\n")  # same model, different bytes: a new identity
+    second = export(str(copy), ["fp32"], root=tmp_path / "cache", progress=False)["fp32"]
+    assert first.path != second.path and not second.reused
