@@ -52,3 +52,34 @@ def invalid(message: str, **details: Any) -> XscoreError:
 
 def model_error(message: str, **details: Any) -> XscoreError:
     return XscoreError(ErrorCode.MODEL_ERROR, message, details=details or None)
+
+
+# Each transport's status for each code: the one table both transports use (SPEC 5 and 6).
+# gRPC status names are strings so this module does not import grpc.
+GRPC_STATUS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    ErrorCode.UNPROCESSABLE: "INVALID_ARGUMENT",
+    ErrorCode.TOO_LARGE: "INVALID_ARGUMENT",
+    ErrorCode.NOT_FOUND: "NOT_FOUND",
+    ErrorCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+    ErrorCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+    ErrorCode.CANCELLED: "CANCELLED",
+    ErrorCode.UNAVAILABLE: "UNAVAILABLE",
+    ErrorCode.UNAUTHENTICATED: "UNAUTHENTICATED",
+    ErrorCode.MODEL_ERROR: "FAILED_PRECONDITION",
+    ErrorCode.INTERNAL: "INTERNAL",
+}
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_ARGUMENT: 400,
+    ErrorCode.UNPROCESSABLE: 422,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.RESOURCE_EXHAUSTED: 429,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.CANCELLED: 499,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.MODEL_ERROR: 503,
+    ErrorCode.INTERNAL: 500,
+}

@@ -18,6 +18,7 @@ class Engine(Protocol):
     device: str  # "cpu" | "cuda"
     precision: str  # what the runtime computes in: "fp32", "fp16", "bf16", "int8"
     max_batch_tokens: int  # the padded-token budget this engine runs best at (measured)
+    parallelism: int  # how many run() calls it profits from at once (OpenVINO streams); 1 = serial
 
     def run(self, batch: EncodedBatch) -> np.ndarray:
         """Logits of shape (pairs, labels), float32. Safe to call from worker threads."""

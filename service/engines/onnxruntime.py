@@ -33,6 +33,7 @@ def cuda_available() -> bool:
 
 class OnnxRuntimeEngine:
     name = "onnxruntime"
+    parallelism = 1  # one session already uses every core through intra-op threads
 
     def __init__(self, model_path: Path, *, device: str = "cpu", threads: int | None = None,
                  precision: str = "fp32") -> None:
