@@ -1,0 +1,68 @@
+"""The outermost middleware: request ids, `Vary: Accept`, metrics, and the last-resort 500.
+
+`X-Request-ID` is echoed when the client sent a sane one (else generated) and goes on every
+response, errors included, so a client report can be matched to the server log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .codec import encode
+from .media import Format
+from .metrics import GatewayMetrics
+
+logger = logging.getLogger("xscore.gateway")
+
+# Echo only ids that cannot forge log lines or headers.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers.add_vary_header("Accept")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Endpoints answer their own errors; this is a bug outside them (middleware, routing).
+            logger.exception("internal error request_id=%s %s %s", request_id, scope.get("method"),
+                             scope.get("path"))
+            if not response_started:
+                body = encode({"code": "INTERNAL", "message": f"internal error (request id {request_id})"},
+                              Format.JSON)
+                await send_with_headers({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(template, scope.get("method", ""), status, time.perf_counter() - started)

@@ -1,0 +1,43 @@
+"""What a handler reads from a request besides its path: the decoded body and the deadline."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from xscore.service.errors import invalid
+
+from .body import read_body
+from .codec import DecodeLimits, decode
+from .errors import unsupported_media_type
+from .media import Format, body_format
+
+DEADLINE_HEADER = "X-Timeout-Ms"  # the caller's remaining patience; past it the answer is 504
+
+
+async def read_payload(request: Request, limits: DecodeLimits, *, untyped: Format | None = None) -> Any:
+    """The body decoded by its Content-Type (415 if unsupported). `untyped` is the format
+    assumed when there is no Content-Type at all (the JSON compatibility routes allow that)."""
+    content_type = request.headers.get("content-type")
+    found = body_format(content_type) if content_type is not None else untyped
+    if found is None:
+        raise unsupported_media_type(content_type)
+    return decode(await read_body(request, limits.max_body_bytes), found, limits)
+
+
+def deadline_of(request: Request) -> float | None:
+    """A time.monotonic() deadline from X-Timeout-Ms, or None when the header is absent."""
+    value = request.headers.get(DEADLINE_HEADER)
+    if value is None:
+        return None
+    try:
+        millis = float(value)
+    except ValueError:
+        millis = math.nan
+    if not (math.isfinite(millis) and millis >= 0):
+        raise invalid(f"{DEADLINE_HEADER} must be a non-negative number of milliseconds, got {value!r}",
+                      field=DEADLINE_HEADER)
+    return time.monotonic() + millis / 1000

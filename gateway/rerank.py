@@ -1,0 +1,66 @@
+"""Cohere / Jina `POST /v1/rerank` and `/rerank`: one query, documents, best first.
+
+Request `{model?, query, documents: [string | {text}], top_n?, return_documents?}`; response
+`{id, model, results: [{index, relevance_score, document?: {text}}], usage: {total_tokens}}`.
+`return_documents` defaults to true as Jina's does: a client that does not ask gets a field it
+can ignore, rather than missing one it reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xscore.service.scorer import Item, ScoreRequest, ScoreResult
+
+from .backend import model_or_only
+from .codec import finite
+from .endpoint import GatewayState
+from .fields import Fields, wrong_type
+from .media import Format, Negotiated
+from .requests import deadline_of, read_payload
+from .responses import EncodedResponse, timing_headers
+
+
+def _document(value: Any, path: str) -> Item:
+    if isinstance(value, str):
+        return Item(value)
+    if not isinstance(value, dict):
+        raise wrong_type(path, "a string or an object {text}", value)
+    return Item(Fields(value, path).string("text", required=True))
+
+
+def parse(body: Any, model: str, deadline: float | None) -> ScoreRequest:
+    fields = Fields(body)
+    documents = fields.array("documents", required=True)
+    return ScoreRequest(
+        model=model,
+        query=fields.string("query", required=True),
+        items=[_document(value, f"documents[{index}]") for index, value in enumerate(documents)],
+        top_k=fields.integer("top_n"),
+        raw_scores=fields.boolean("raw_scores", False),
+        truncate=fields.boolean("truncate", True),
+        return_text=fields.boolean("return_documents", True),
+        deadline=deadline,
+    )
+
+
+def render(result: ScoreResult) -> dict[str, Any]:
+    results = []
+    for entry in result.scores:
+        ranked: dict[str, Any] = {"index": entry.index, "relevance_score": finite(entry.score)}
+        if entry.text is not None:
+            ranked["document"] = {"text": entry.text}
+        results.append(ranked)
+    return {"id": f"rerank-{uuid.uuid4().hex}", "model": result.model, "results": results,
+            "usage": {"total_tokens": result.usage.tokens}}
+
+
+async def rerank(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
+    body = await read_payload(request, state.limits, untyped=Format.JSON)
+    model = await model_or_only(state.backend, Fields(body).string("model"))
+    result = await state.backend.score(parse(body, model, deadline_of(request)))
+    return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))

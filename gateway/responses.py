@@ -1,0 +1,38 @@
+"""Responses in the negotiated format, and the timing headers every scoring response carries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+from xscore.service.scorer import Timing
+
+from .codec import encode
+from .media import Negotiated
+
+
+class EncodedResponse(Response):
+    """A msgpack or JSON body, whichever negotiation chose."""
+
+    def __init__(self, content: Any, negotiated: Negotiated, status_code: int = 200,
+                 headers: dict[str, str] | None = None, background: BackgroundTask | None = None) -> None:
+        self.negotiated = negotiated
+        super().__init__(content, status_code, headers, negotiated.media_type, background)
+
+    def render(self, content: Any) -> bytes:
+        return encode(content, self.negotiated.format)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def timing_headers(timing: Timing) -> dict[str, str]:
+    return {
+        "X-Queue-Time": _ms(timing.queue_ms),
+        "X-Tokenization-Time": _ms(timing.tokenize_ms),
+        "X-Inference-Time": _ms(timing.inference_ms),
+        "X-Total-Time": _ms(timing.total_ms),
+    }

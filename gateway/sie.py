@@ -1,0 +1,76 @@
+"""`POST /v1/score/{model}`: the SIE-compatible score API, msgpack by default.
+
+Request `{query: Item, items: [Item], instruction?, options?: {top_k, raw_scores, truncate,
+return_text}}` with `Item = {id?, text, metadata?}` (a bare string is taken as `{text}`);
+response `{model, query_id, scores: [{item_id, index, score, rank, text?}], usage}`, best first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xscore.service.errors import invalid
+from xscore.service.scorer import Item, ScoreRequest, ScoreResult
+
+from .codec import finite
+from .endpoint import GatewayState
+from .fields import Fields, wrong_type
+from .media import Negotiated
+from .requests import deadline_of, read_payload
+from .responses import EncodedResponse, timing_headers
+
+
+def _item(value: Any, path: str) -> Item:
+    if isinstance(value, str):
+        return Item(value)
+    if not isinstance(value, dict):
+        raise wrong_type(path, "an object {id?, text} or a string", value)
+    fields = Fields(value, path)
+    fields.obj("metadata")  # type-checked, then ignored: it is the caller's, not the model's
+    return Item(fields.string("text", required=True), fields.string("id"))
+
+
+def parse(body: Any, model: str, deadline: float | None) -> tuple[ScoreRequest, str | None]:
+    """The scorer's request and the query id to echo."""
+    fields = Fields(body)
+    if not fields.has("query"):
+        raise invalid("query is required", field="query")
+    query = _item(fields.raw("query"), "query")
+    items = [_item(value, f"items[{index}]") for index, value in enumerate(fields.array("items", required=True))]
+    # Accepted for SIE compatibility; the cross-encoders served take no instruction.
+    fields.string("instruction")
+    options = fields.obj("options") or Fields({}, "options")
+    request = ScoreRequest(
+        model=model,
+        query=query.text,
+        items=items,
+        top_k=options.integer("top_k"),
+        raw_scores=options.boolean("raw_scores", False),
+        truncate=options.boolean("truncate", True),
+        return_text=options.boolean("return_text", False),
+        deadline=deadline,
+    )
+    return request, query.id
+
+
+def render(result: ScoreResult, query_id: str | None) -> dict[str, Any]:
+    scores = []
+    for entry in result.scores:
+        scored: dict[str, Any] = {"item_id": entry.item_id, "index": entry.index, "score": finite(entry.score),
+                                  "rank": entry.rank}
+        if entry.text is not None:
+            scored["text"] = entry.text
+        scores.append(scored)
+    usage = {"pairs": result.usage.pairs, "tokens": result.usage.tokens, "truncated": list(result.usage.truncated)}
+    return {"model": result.model, "query_id": query_id, "scores": scores, "usage": usage}
+
+
+async def score(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
+    body = await read_payload(request, state.limits)
+    score_request, query_id = parse(body, request.path_params["model"], deadline_of(request))
+    result = await state.backend.score(score_request)
+    return EncodedResponse(render(result, query_id), negotiated, headers=timing_headers(result.timing))
+

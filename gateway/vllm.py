@@ -1,0 +1,69 @@
+"""vLLM's `POST /score` and `/v1/score`: explicit pairs (1:1, 1:N, N:N), scores in input order.
+
+Request `{model?, text_1, text_2}` or `{model?, queries, documents}`, each a string or a list of
+strings; response `{id, object: "list", created, model, data: [{index, object: "score", score}],
+usage: {prompt_tokens, total_tokens}}`. The pairing rule and its 400 ("Input lengths must be 1:1,
+1:N or N:N") are the scorer's.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from xscore.service.errors import invalid
+from xscore.service.scorer import PairsRequest, PairsResult
+
+from .backend import model_or_only
+from .codec import finite
+from .endpoint import GatewayState
+from .fields import Fields, string_or_strings
+from .media import Format, Negotiated
+from .requests import deadline_of, read_payload
+from .responses import EncodedResponse, timing_headers
+
+
+def _texts(fields: Fields, names: tuple[str, ...]) -> list[str]:
+    for name in names:
+        if fields.has(name):
+            return string_or_strings(fields.raw(name), name)
+    raise invalid(f"{' or '.join(names)} is required", field=names[0])
+
+
+def parse(body: Any, model: str, deadline: float | None) -> PairsRequest:
+    fields = Fields(body)
+    queries = _texts(fields, ("text_1", "queries"))
+    documents = _texts(fields, ("text_2", "documents"))
+    # vLLM's `use_activation: false` (older: `activation`) asks for raw logits
+    activation = fields.boolean("use_activation", fields.boolean("activation", True))
+    return PairsRequest(
+        model=model,
+        queries=queries,
+        documents=documents,
+        raw_scores=fields.boolean("raw_scores", not activation),
+        truncate=fields.boolean("truncate", True),
+        deadline=deadline,
+    )
+
+
+def render(result: PairsResult) -> dict[str, Any]:
+    return {
+        "id": f"score-{uuid.uuid4().hex}",
+        "object": "list",
+        "created": int(time.time()),
+        "model": result.model,
+        "data": [{"index": index, "object": "score", "score": finite(value)}
+                 for index, value in enumerate(result.scores)],
+        "usage": {"prompt_tokens": result.usage.tokens, "total_tokens": result.usage.tokens},
+    }
+
+
+async def score(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
+    body = await read_payload(request, state.limits, untyped=Format.JSON)
+    model = await model_or_only(state.backend, Fields(body).string("model"))
+    result = await state.backend.score_pairs(parse(body, model, deadline_of(request)))
+    return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))
