@@ -4,11 +4,13 @@ It offers the same async methods as `Scorer` (`score`, `score_pairs`, and `list_
 `get_model` as coroutines) over the committed `xscore.v1` stubs, and turns gRPC errors back into
 `XscoreError`s. A status code alone cannot tell INVALID_ARGUMENT from "too large" or
 "unprocessable" (all three are INVALID_ARGUMENT on the wire), so the servicer sends the precise
-code in the `xscore-error-code` trailing metadata and this side prefers it when present.
+code in the `xscore-error-code` trailing metadata (and the details as JSON in
+`xscore-error-details`); this side prefers them when present.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import grpc
@@ -27,6 +29,7 @@ from xscore.service.scorer import (
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 ERROR_CODE_METADATA = "xscore-error-code"  # an ErrorCode value, set by the servicer
+ERROR_DETAILS_METADATA = "xscore-error-details"  # the error's details as a JSON object
 RETRY_AFTER_METADATA = "retry-after"  # seconds, with RESOURCE_EXHAUSTED and UNAVAILABLE
 
 # Reverse of GRPC_STATUS: the first code listed for a status is its plain meaning.
@@ -46,11 +49,17 @@ def error_from_rpc(error: grpc.aio.AioRpcError, target: str) -> XscoreError:
         retry_after = float(metadata[RETRY_AFTER_METADATA])
     except (KeyError, ValueError):
         pass
+    details = None
+    try:
+        details = json.loads(metadata[ERROR_DETAILS_METADATA])
+    except (KeyError, ValueError):
+        pass
     message = error.details() or error.code().name
     if error.code() is grpc.StatusCode.UNAVAILABLE and ERROR_CODE_METADATA not in metadata:
         message = f"upstream {target} unavailable: {message}"  # a transport failure, not the servicer
         retry_after = retry_after or 1.0
-    return XscoreError(code, message, retry_after_s=retry_after)
+    return XscoreError(code, message, details=details if isinstance(details, dict) else None,
+                       retry_after_s=retry_after)
 
 
 def _timing(timing: score_pb2.Timing) -> Timing:
@@ -122,4 +131,4 @@ class RemoteScorer:
         self._channel = self._stub = None
 
 
-__all__ = ["ERROR_CODE_METADATA", "RETRY_AFTER_METADATA", "RemoteScorer", "error_from_rpc"]
+__all__ = ["ERROR_CODE_METADATA", "ERROR_DETAILS_METADATA", "RETRY_AFTER_METADATA", "RemoteScorer", "error_from_rpc"]
