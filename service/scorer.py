@@ -135,7 +135,8 @@ class Scorer:
         first = next(iter(self._batchers.values()), None)
         self.metrics = metrics or (first.metrics if first is not None else Metrics())
         self._draining = False
-        self._drain_listeners: list[Callable[[], None]] = []
+        self._drain_listeners: list[Callable[[], Awaitable[None] | None]] = []
+        self._drain_notices: list[Awaitable[None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -160,8 +161,11 @@ class Scorer:
         """Scoring calls admitted and not yet answered."""
         return self._in_flight
 
-    def on_drain(self, listener: Callable[[], None]) -> None:
-        """Call `listener` once when draining begins (transports flip their health to NOT_SERVING)."""
+    def on_drain(self, listener: Callable[[], Awaitable[None] | None]) -> None:
+        """Call `listener` once when draining begins (transports flip their health to NOT_SERVING).
+
+        A listener may be a coroutine function; `drain()` awaits what it returns.
+        """
         self._drain_listeners.append(listener)
 
     def begin_drain(self) -> None:
@@ -170,7 +174,15 @@ class Scorer:
             return
         self._draining = True
         for listener in self._drain_listeners:
-            listener()
+            notice = listener()
+            if notice is not None:
+                self._drain_notices.append(asyncio.ensure_future(notice))
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """begin_drain(), let the listeners finish, then wait_idle(timeout): False if calls remain."""
+        self.begin_drain()
+        await asyncio.gather(*self._drain_notices)
+        return await self.wait_idle(timeout)
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until no call is in flight; False if `timeout` seconds passed first."""
