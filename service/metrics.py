@@ -27,8 +27,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter("xscore_requests", "Scoring requests by model and outcome (ok or error code).",
                                 ["model", "status"], registry=r)
-        self.queue_pairs = Gauge("xscore_queue_pairs", "Pairs admitted and not yet scored.", ["model"], registry=r)
-        self.queue_requests = Gauge("xscore_queue_requests", "Requests admitted and not yet answered.", ["model"],
+        self.queue_pairs = Gauge("xscore_queue_pairs", "Pairs waiting for a batch (queue depth).", ["model"], registry=r)
+        self.queue_requests = Gauge("xscore_queue_requests", "Requests with pairs waiting for a batch.", ["model"],
                                     registry=r)
         self.batch_pairs = Histogram("xscore_batch_pairs", "Pairs per engine batch.", ["model"],
                                      buckets=_PAIR_BUCKETS, registry=r)
