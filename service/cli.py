@@ -8,11 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .commands import export_cmd, models_cmd, score_cmd
+from .commands import export_cmd, models_cmd, score_cmd, serve_cmd
 from .errors import XscoreError
 
 # Each module has `register(subparsers)`, which adds its parser with `func` set to its runner.
-COMMANDS = [export_cmd, score_cmd, models_cmd]
+COMMANDS = [export_cmd, score_cmd, serve_cmd, models_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
+from .batcher import Batcher
 from .errors import ErrorCode, XscoreError, invalid
+from .metrics import Metrics
 from .ranking import rank_order
 from .scoring import ScoringModel
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +119,108 @@ class _Scored:
 
 
 class Scorer:
-    """Validates, scores and assembles. Model work runs off the event loop."""
+    """Validates, scores and assembles. Model work runs off the event loop.
 
-    def __init__(self, models: Mapping[str, ScoringModel], limits: Limits | None = None) -> None:
+    With `batchers` (one per model, as `xscore serve` builds them) pairs from concurrent
+    requests share engine batches; without, each request is scored on its own in a thread.
+    The scorer also owns the service's lifecycle facts every transport needs: `ready`,
+    `draining`, `begin_drain()` and `wait_idle()`.
+    """
+
+    def __init__(self, models: Mapping[str, ScoringModel], limits: Limits | None = None, *,
+                 batchers: Mapping[str, Batcher] | None = None, metrics: Metrics | None = None) -> None:
         self._models = dict(models)
         self.limits = limits or Limits()
+        self._batchers = dict(batchers or {})
+        first = next(iter(self._batchers.values()), None)
+        self.metrics = metrics or (first.metrics if first is not None else Metrics())
+        self._draining = False
+        self._drain_listeners: list[Callable[[], Awaitable[None] | None]] = []
+        self._drain_notices: list[Awaitable[None]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def ready(self) -> bool:
+        """Every model can take requests (readiness probes: gRPC health, /readyz)."""
+        return not self._draining and all(self.model_ready(name) for name in self._models)
+
+    def model_ready(self, name: str) -> bool:
+        batcher = self._batchers.get(name)
+        return not self._draining and name in self._models and (batcher is None or batcher.running)
+
+    @property
+    def in_flight(self) -> int:
+        """Scoring calls admitted and not yet answered."""
+        return self._in_flight
+
+    def on_drain(self, listener: Callable[[], Awaitable[None] | None]) -> None:
+        """Call `listener` once when draining begins (transports flip their health to NOT_SERVING).
+
+        A listener may be a coroutine function; `drain()` awaits what it returns.
+        """
+        self._drain_listeners.append(listener)
+
+    def begin_drain(self) -> None:
+        """Stop admitting: new calls get UNAVAILABLE; calls already admitted run to the end."""
+        if self._draining:
+            return
+        self._draining = True
+        for listener in self._drain_listeners:
+            notice = listener()
+            if notice is not None:
+                self._drain_notices.append(asyncio.ensure_future(notice))
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """begin_drain(), let the listeners finish, then wait_idle(timeout): False if calls remain."""
+        self.begin_drain()
+        await asyncio.gather(*self._drain_notices)
+        return await self.wait_idle(timeout)
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no call is in flight; False if `timeout` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _admitted(self, model: str, call: Awaitable[_T]) -> _T:
+        """Run one scoring call under the drain gate, counting it in flight and in the metrics."""
+        label = model if model in self._models else "unknown"
+        if self._draining:
+            call.close()  # type: ignore[attr-defined]  # a coroutine that will never run
+            self.metrics.requests.labels(model=label, status=ErrorCode.UNAVAILABLE.value).inc()
+            raise XscoreError(ErrorCode.UNAVAILABLE, "the server is draining; retry on another replica",
+                              retry_after_s=1.0)
+        self._in_flight += 1
+        self._idle.clear()
+        status = "ok"
+        try:
+            return await call
+        except XscoreError as exc:
+            status = exc.code.value
+            raise
+        except asyncio.CancelledError:
+            status = ErrorCode.CANCELLED.value
+            raise
+        except Exception:
+            status = ErrorCode.INTERNAL.value
+            raise
+        finally:
+            self.metrics.requests.labels(model=label, status=status).inc()
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    # -- scoring ---------------------------------------------------------------------------
 
     @property
     def model_names(self) -> list[str]:
@@ -132,6 +234,12 @@ class Scorer:
         return self._info(name)
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
+        return await self._admitted(request.model, self._score_ranked(request))
+
+    async def score_pairs(self, request: PairsRequest) -> PairsResult:
+        return await self._admitted(request.model, self._score_in_order(request))
+
+    async def _score_ranked(self, request: ScoreRequest) -> ScoreResult:
         self._model(request.model)
         self._check_query(request.query)
         if request.top_k is not None and request.top_k < 0:
@@ -154,7 +262,7 @@ class Scorer:
         ]
         return ScoreResult(request.model, entries, scored.usage, scored.timing)
 
-    async def score_pairs(self, request: PairsRequest) -> PairsResult:
+    async def _score_in_order(self, request: PairsRequest) -> PairsResult:
         self._model(request.model)
         queries, documents = pair_up(request.queries, request.documents)
         for index, query in enumerate(queries):
@@ -172,6 +280,14 @@ class Scorer:
         started = time.perf_counter()
         if deadline is not None and time.monotonic() >= deadline:
             raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
+        batcher = self._batchers.get(name)
+        if batcher is not None:
+            batched = await batcher.score(queries, documents, truncate=truncate, deadline=deadline)
+            scores = model.activation.raw(batched.logits) if raw else model.activation.apply(batched.logits)
+            timing = Timing(queue_ms=batched.queue_ms, tokenize_ms=batched.tokenize_ms,
+                            inference_ms=batched.inference_ms, total_ms=(time.perf_counter() - started) * 1000)
+            usage = Usage(pairs=len(documents), tokens=batched.tokens, truncated=batched.truncated)
+            return _Scored(scores, usage, timing)
         result = await asyncio.to_thread(model.score_pairs, queries, documents, raw=raw, truncate=truncate)
         total_ms = (time.perf_counter() - started) * 1000
         usage = Usage(pairs=len(documents), tokens=result.tokens, truncated=result.truncated)
@@ -187,6 +303,7 @@ class Scorer:
 
     def _info(self, name: str) -> ModelInfo:
         model = self._models[name]
+        batcher = self._batchers.get(name)
         return ModelInfo(
             name=name,
             source=model.manifest.source,
@@ -195,8 +312,8 @@ class Scorer:
             device=model.engine.device,
             max_length=model.tokenizer.max_length,
             max_items_per_request=self.limits.max_items_per_request,
-            max_batch_tokens=model.engine.max_batch_tokens,
-            ready=True,
+            max_batch_tokens=batcher.max_batch_tokens if batcher is not None else model.engine.max_batch_tokens,
+            ready=self.model_ready(name),
         )
 
     def _check_query(self, query: object, field_name: str = "query") -> None:

@@ -1,0 +1,337 @@
+"""The dynamic micro-batcher: one per model, pairs from concurrent requests share engine batches.
+
+Shape (TEI's queue.rs): the batcher alone owns its queue. A request becomes a `_Job` holding
+its encoded pairs and the future its answer goes back on, so scattering needs no lookup table.
+One scheduler task on the event loop forms a batch whenever an engine slot is free; nothing
+sleeps or polls:
+
+- admission is bounded (pairs admitted and unanswered); a full queue fails fast with
+  RESOURCE_EXHAUSTED and a retry-after estimated from the measured throughput;
+- requests are tokenized on admission, in a thread, while the engine runs earlier batches;
+- a batch is grown around the pair whose turn it is (jobs take turns, so a 500-item request
+  cannot starve a 1-item one) from a window of every job's next pairs, by length, closed by
+  the padded-token budget and the pair cap (`batching.select_batch`);
+- `parallelism + 1` batches are out at once: one per engine worker plus one formed and padded
+  ahead, so a worker never waits on Python between batches, and an idle engine gets work at
+  once (no wait timer);
+- a cancelled job leaves the queue when its future is cancelled; an expired one when its
+  deadline timer fires: neither reaches the engine;
+- results are written into each job's rows; a job completes when its last pair does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from .batching import select_batch
+from .errors import ErrorCode, XscoreError
+from .metrics import Metrics
+from .scoring import ScoringModel
+from .tokenization import EncodedBatch, EncodedPair, pad_batch
+
+log = logging.getLogger(__name__)
+
+# Requests this short are tokenized on the loop: a thread hop costs more than the work.
+INLINE_TOKENIZE_CHARS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherConfig:
+    max_batch_tokens: int | None = None  # padded tokens per batch; None: the engine's measured best
+    max_batch_pairs: int = 256
+    max_queue_pairs: int = 4096  # pairs admitted and not yet answered, over all requests
+    window_pairs: int = 1024  # candidates considered when forming one batch
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedScores:
+    logits: np.ndarray  # (pairs, labels), input order
+    truncated: list[int]
+    tokens: int  # real tokens
+    queue_ms: float
+    tokenize_ms: float
+    inference_ms: float
+
+
+class _Job:
+    """One request's pairs, where its answer goes, and its bookkeeping."""
+
+    __slots__ = ("size", "future", "deadline", "pairs", "pending", "logits", "remaining", "enqueued_at",
+                 "queue_s", "tokenize_s", "inference_s", "drop_reason", "timer", "queued")
+
+    def __init__(self, size: int, future: asyncio.Future, deadline: float | None) -> None:
+        self.size = size
+        self.future = future
+        self.deadline = deadline
+        self.pairs: list[EncodedPair] = []
+        self.pending: list[int] = []  # pair indices not yet in a batch
+        self.logits: np.ndarray | None = None
+        self.remaining = size
+        self.enqueued_at = 0.0
+        self.queue_s: float | None = None
+        self.tokenize_s = 0.0
+        self.inference_s = 0.0
+        self.drop_reason = "cancelled"
+        self.timer: asyncio.TimerHandle | None = None
+        self.queued = False  # in the batcher's deque (has pairs not yet batched)
+
+
+@dataclass(slots=True)
+class _Batch:
+    entries: list[tuple[_Job, int]]
+    encoded: EncodedBatch
+    jobs: list[_Job]  # distinct, in entry order
+
+
+class Batcher:
+    def __init__(self, model: ScoringModel, metrics: Metrics | None = None,
+                 config: BatcherConfig | None = None) -> None:
+        self.model = model
+        self.config = config or BatcherConfig()
+        self.metrics = metrics or Metrics()
+        self.max_batch_tokens = self.config.max_batch_tokens or model.engine.max_batch_tokens
+        self.parallelism = max(1, int(getattr(model.engine, "parallelism", 1)))
+        self._labels = {"model": model.name}
+        self._jobs: deque[_Job] = deque()  # jobs with pairs not yet batched; the head's turn is next
+        self._queued_pairs = 0
+        self._admitted_pairs = 0
+        self._pairs_per_s: float | None = None  # measured engine throughput, for retry-after
+        self._wake = asyncio.Event()
+        self._slots: asyncio.Semaphore | None = None
+        self._scheduler: asyncio.Task | None = None
+        self._engine_pool: ThreadPoolExecutor | None = None
+        self._tokenize_pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and not self._scheduler.done()
+
+    @property
+    def queued_pairs(self) -> int:
+        return self._queued_pairs
+
+    def start(self) -> None:
+        """Start scheduling on the running loop. Requests admitted before this wait in the queue."""
+        if self.running:
+            return
+        self._engine_pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix=f"engine-{self.model.name}")
+        self._tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix=f"tokenize-{self.model.name}")
+        self._slots = asyncio.Semaphore(self.parallelism + 1)
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.model.name}")
+
+    async def close(self) -> None:
+        """Stop scheduling; requests still queued fail with UNAVAILABLE. Running batches finish."""
+        self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for job in list(self._jobs):
+            if not job.future.done():
+                job.future.set_exception(XscoreError(ErrorCode.UNAVAILABLE, "the server is shutting down"))
+        for pool in (self._engine_pool, self._tokenize_pool):
+            if pool is not None:
+                await asyncio.get_running_loop().run_in_executor(None, partial(pool.shutdown, wait=True))
+
+    async def score(self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True,
+                    deadline: float | None = None) -> BatchedScores:
+        """Logits for (queries[i], documents[i]) in input order, scored in shared batches."""
+        if self._closed:
+            raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.model.name!r} is shutting down",
+                              retry_after_s=1.0)
+        size = len(documents)
+        if self._admitted_pairs and self._admitted_pairs + size > self.config.max_queue_pairs:
+            self.metrics.rejected.labels(**self._labels).inc()
+            retry = self.retry_after_s()
+            raise XscoreError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"model {self.model.name!r} is at capacity: {self._admitted_pairs} pairs queued, "
+                f"limit {self.config.max_queue_pairs}; retry in {retry:.1f}s",
+                details={"queued_pairs": self._admitted_pairs, "limit": self.config.max_queue_pairs},
+                retry_after_s=retry,
+            )
+        loop = asyncio.get_running_loop()
+        job = _Job(size, loop.create_future(), deadline)
+        self._admitted_pairs += size
+        job.future.add_done_callback(partial(self._on_job_done, job))
+        try:
+            started = time.perf_counter()
+            job.pairs = await self._tokenize(queries, documents, truncate)
+            job.tokenize_s = time.perf_counter() - started
+            self.metrics.tokenize_seconds.labels(**self._labels).observe(job.tokenize_s)
+            if not job.future.done():
+                self._enqueue(job)
+            return await self._answer(job)
+        finally:
+            if not job.future.done():
+                job.future.cancel()
+
+    def retry_after_s(self) -> float:
+        """How long until the queue has drained, from the measured throughput (1 s until measured)."""
+        if not self._pairs_per_s:
+            return 1.0
+        return float(min(60.0, max(0.1, self._admitted_pairs / self._pairs_per_s)))
+
+    async def _tokenize(self, queries: Sequence[str], documents: Sequence[str], truncate: bool) -> list[EncodedPair]:
+        encode = partial(self.model.tokenizer.encode, queries, documents, truncate=truncate)
+        chars = sum(map(len, documents)) + sum(map(len, set(queries)))
+        if chars <= INLINE_TOKENIZE_CHARS or self._tokenize_pool is None:
+            return encode()
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, encode)
+
+    async def _answer(self, job: _Job) -> BatchedScores:
+        logits = await job.future  # cancelling the caller cancels this future: the job leaves the queue
+        return BatchedScores(
+            logits=logits,
+            truncated=[index for index, pair in enumerate(job.pairs) if pair.truncated],
+            tokens=sum(pair.length for pair in job.pairs),
+            queue_ms=(job.queue_s or 0.0) * 1000,
+            tokenize_ms=job.tokenize_s * 1000,
+            inference_ms=job.inference_s * 1000,
+        )
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def _enqueue(self, job: _Job) -> None:
+        job.pending = list(range(job.size))
+        job.enqueued_at = time.perf_counter()
+        if job.deadline is not None:
+            job.timer = asyncio.get_running_loop().call_at(
+                _loop_time_of(job.deadline), self._expire, job)
+        self._jobs.append(job)
+        job.queued = True
+        self._queued_pairs += job.size
+        self._publish_depth()
+        self._wake.set()
+
+    def _expire(self, job: _Job) -> None:
+        if not job.future.done():
+            job.drop_reason = "expired"
+            job.future.set_exception(XscoreError(
+                ErrorCode.DEADLINE_EXCEEDED,
+                f"the deadline passed after {job.size - job.remaining} of {job.size} pairs were scored"))
+
+    def _on_job_done(self, job: _Job, future: asyncio.Future) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+        if job.queued:  # cancelled, expired or closed before all its pairs were batched
+            job.queued = False
+            self._jobs.remove(job)
+            self._queued_pairs -= len(job.pending)
+            self.metrics.dropped_pairs.labels(reason=job.drop_reason, **self._labels).inc(len(job.pending))
+            job.pending = []
+            self._publish_depth()
+        self._admitted_pairs -= job.size
+
+    def _publish_depth(self) -> None:
+        self.metrics.queue_pairs.labels(**self._labels).set(self._queued_pairs)
+        self.metrics.queue_requests.labels(**self._labels).set(len(self._jobs))
+
+    def _take_batch(self) -> _Batch | None:
+        """Form the next batch, or None when nothing is queued."""
+        if not self._jobs:
+            return None
+        share = max(1, self.config.window_pairs // len(self._jobs))
+        candidates: list[tuple[_Job, int]] = []
+        for job in self._jobs:  # the head first: its first pair is the pivot
+            candidates.extend((job, index) for index in job.pending[:share])
+        lengths = [job.pairs[index].length for job, index in candidates]
+        chosen = select_batch(lengths, 0, self.max_batch_tokens, self.config.max_batch_pairs)
+        entries = [candidates[position] for position in chosen]
+        now = time.perf_counter()
+        taken: dict[_Job, set[int]] = {}
+        for job, index in entries:
+            taken.setdefault(job, set()).add(index)
+        for job, indices in taken.items():
+            job.pending = [i for i in job.pending[:share] if i not in indices] + job.pending[share:]
+            if job.queue_s is None:
+                job.queue_s = now - job.enqueued_at
+                self.metrics.queue_seconds.labels(**self._labels).observe(job.queue_s)
+        self._queued_pairs -= len(entries)
+        head = self._jobs.popleft()
+        if head.pending:
+            self._jobs.append(head)  # its turn is over: the next job's pair pivots the next batch
+        else:
+            head.queued = False
+        for job in taken:
+            if job is not head and not job.pending:
+                job.queued = False
+                self._jobs.remove(job)
+        self._publish_depth()
+        encoded = pad_batch([job.pairs[index] for job, index in entries], self.model.tokenizer.pad_id)
+        return _Batch(entries, encoded, list(taken))
+
+    # -- scheduling and inference ----------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            batch = self._take_batch()
+            while batch is None:
+                self._wake.clear()
+                await self._wake.wait()
+                batch = self._take_batch()
+            if not self._jobs:
+                self._wake.clear()
+            self._observe_batch(batch)
+            running = loop.run_in_executor(self._engine_pool, self._infer, batch.encoded)
+            running.add_done_callback(partial(self._scatter, batch))
+
+    def _infer(self, encoded: EncodedBatch) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        logits = self.model.engine.run(encoded)
+        return logits, time.perf_counter() - started
+
+    def _observe_batch(self, batch: _Batch) -> None:
+        padded, real = batch.encoded.padded_tokens, batch.encoded.real_tokens
+        labels = self._labels
+        self.metrics.batch_pairs.labels(**labels).observe(batch.encoded.pairs)
+        self.metrics.batch_tokens.labels(**labels).observe(padded)
+        self.metrics.batch_requests.labels(**labels).observe(len(batch.jobs))
+        self.metrics.padding_ratio.labels(**labels).observe(1.0 - real / padded)
+
+    def _scatter(self, batch: _Batch, running: asyncio.Future) -> None:
+        assert self._slots is not None
+        self._slots.release()
+        if running.cancelled():
+            return
+        error = running.exception()
+        if error is not None:
+            log.error("engine failed on a batch of %d pairs for %s", len(batch.entries), self.model.name,
+                      exc_info=error)
+            for job in batch.jobs:
+                if not job.future.done():
+                    job.future.set_exception(XscoreError(ErrorCode.INTERNAL, "the engine failed on this batch"))
+            return
+        logits, seconds = running.result()
+        self.metrics.inference_seconds.labels(**self._labels).observe(seconds)
+        rate = len(batch.entries) * self.parallelism / max(seconds, 1e-6)
+        self._pairs_per_s = rate if self._pairs_per_s is None else 0.8 * self._pairs_per_s + 0.2 * rate
+        for job in batch.jobs:
+            job.inference_s += seconds
+        for (job, index), row in zip(batch.entries, logits):
+            if job.future.done():
+                continue  # its caller is gone or its deadline passed
+            if job.logits is None:
+                job.logits = np.empty((job.size, logits.shape[1]), dtype=np.float32)
+            job.logits[index] = row
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.future.set_result(job.logits)
+
+
+def _loop_time_of(deadline: float) -> float:
+    """asyncio's clock is time.monotonic() on every platform we run; map defensively anyway."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())

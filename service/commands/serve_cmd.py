@@ -1,0 +1,66 @@
+"""`xscore serve`: load models and serve them over gRPC (and HTTP once the gateway is wired)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ..batcher import BatcherConfig
+from ..errors import invalid
+from ..registry import ModelSpec, default_spec
+from ..runtime import Runtime, ServeConfig, load_models
+from ..scorer import Limits
+from .options import add_engine_options, env
+
+
+def _int_env(name: str, default: int | None) -> int | None:
+    value = env(name)
+    return int(value) if value else default
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="serve models over gRPC (health, reflection, metrics)")
+    parser.add_argument("--model", action="append", default=None,
+                        help="NAME=SOURCE or SOURCE, repeatable; default: the default model as 'default' "
+                             "(env XSCORE_MODEL, comma-separated)")
+    parser.add_argument("--host", default=env("HOST", "127.0.0.1"), help="bind address (env XSCORE_HOST)")
+    parser.add_argument("--grpc-port", type=int, default=_int_env("GRPC_PORT", 50051),
+                        help="gRPC port, 0 = a free one (env XSCORE_GRPC_PORT)")
+    parser.add_argument("--http-port", type=int, default=_int_env("HTTP_PORT", 8080),
+                        help="HTTP port, 0 = a free one (env XSCORE_HTTP_PORT)")
+    parser.add_argument("--upstream", default=env("UPSTREAM"),
+                        help="HOST:PORT of a remote scorer for the HTTP gateway (env XSCORE_UPSTREAM)")
+    parser.add_argument("--max-batch-tokens", type=int, default=_int_env("MAX_BATCH_TOKENS", None),
+                        help="padded tokens per engine batch; default: the engine's measured best")
+    parser.add_argument("--max-batch-pairs", type=int, default=_int_env("MAX_BATCH_PAIRS", 256),
+                        help="pairs per engine batch (env XSCORE_MAX_BATCH_PAIRS)")
+    parser.add_argument("--max-queue-pairs", type=int, default=_int_env("MAX_QUEUE_PAIRS", 4096),
+                        help="pairs queued per model before RESOURCE_EXHAUSTED (env XSCORE_MAX_QUEUE_PAIRS)")
+    parser.add_argument("--max-items", type=int, default=_int_env("MAX_ITEMS", 1000),
+                        help="items (or documents) per request (env XSCORE_MAX_ITEMS)")
+    parser.add_argument("--max-text-chars", type=int, default=_int_env("MAX_TEXT_CHARS", 100_000),
+                        help="characters per query or document (env XSCORE_MAX_TEXT_CHARS)")
+    parser.add_argument("--drain-timeout", type=float, default=float(env("DRAIN_TIMEOUT", "30")),
+                        help="seconds to finish in-flight calls after SIGTERM (env XSCORE_DRAIN_TIMEOUT)")
+    add_engine_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.upstream:
+        raise invalid("--upstream forwards the HTTP gateway to a remote scorer; this build serves gRPC only",
+                      field="upstream")
+    given = args.model or [spec for spec in (env("MODEL") or "").split(",") if spec]
+    specs = [ModelSpec.parse(spec) for spec in given] or [default_spec()]
+    models = load_models(specs, variant=args.variant, device=args.device, engine=args.engine,
+                         threads=args.threads, max_length=args.max_length)
+    config = ServeConfig(
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        drain_timeout_s=args.drain_timeout,
+        limits=Limits(max_items_per_request=args.max_items, max_text_chars=args.max_text_chars),
+        batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_pairs=args.max_batch_pairs,
+                              max_queue_pairs=args.max_queue_pairs),
+    )
+    return asyncio.run(Runtime(models, config).serve())

@@ -1,0 +1,210 @@
+"""The gRPC transport: `xscore.v1.Scorer` over the Scorer façade, with health and reflection.
+
+A thin mapping (TEI's router/src/grpc/server.rs): protobuf messages to the scorer's request
+types and back, XscoreError codes to gRPC status through `errors.GRPC_STATUS`. No model logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from xscore.v1 import score_pb2, score_pb2_grpc
+
+from .errors import GRPC_STATUS, ErrorCode, XscoreError
+from .scorer import Item, ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult, Scorer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
+REQUEST_ID_KEY = "x-request-id"
+RETRY_AFTER_KEY = "retry-after"  # seconds, as in HTTP's Retry-After (fractions allowed)
+
+
+class ScorerServicer(score_pb2_grpc.ScorerServicer):
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+
+    async def Score(self, request: score_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> score_pb2.ScoreResponse:
+        return await _guarded(context, "Score", self._score(request, context))
+
+    async def ScorePairs(self, request: score_pb2.ScorePairsRequest,
+                         context: grpc.aio.ServicerContext) -> score_pb2.ScorePairsResponse:
+        return await _guarded(context, "ScorePairs", self._score_pairs(request, context))
+
+    async def ScoreStream(self, requests: AsyncIterator[score_pb2.ScoreStreamRequest],
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[score_pb2.ScoreStreamResponse]:
+        """Score each request as it arrives; answer each when done, errors per request."""
+        answers: asyncio.Queue[score_pb2.ScoreStreamResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task] = set()
+
+        async def answer(message: score_pb2.ScoreStreamRequest) -> None:
+            try:
+                response = await self._score(message.request, context)
+                await answers.put(score_pb2.ScoreStreamResponse(request_id=message.request_id, response=response))
+            except Exception as exc:
+                code, text, _ = _status_of(exc, _request_id(context), "ScoreStream")
+                error = score_pb2.Status(code=code.value[0], message=text)
+                await answers.put(score_pb2.ScoreStreamResponse(request_id=message.request_id, error=error))
+
+        async def read() -> None:
+            async for message in requests:
+                task = asyncio.create_task(answer(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            await asyncio.gather(*running)
+            await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+            await reader  # surfaces a broken request stream
+        finally:
+            for task in (reader, *running):
+                task.cancel()
+
+    async def ListModels(self, request: score_pb2.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> score_pb2.ListModelsResponse:
+        return score_pb2.ListModelsResponse(models=[_model_info(info) for info in self._scorer.list_models()])
+
+    async def GetModel(self, request: score_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> score_pb2.ModelInfo:
+        async def get() -> score_pb2.ModelInfo:
+            return _model_info(self._scorer.get_model(request.name))
+        return await _guarded(context, "GetModel", get())
+
+    async def _score(self, message: score_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> score_pb2.ScoreResponse:
+        request = ScoreRequest(
+            model=message.model,
+            query=message.query,
+            items=[Item(item.text, item.id or None) for item in message.items],
+            top_k=message.top_k or None,
+            raw_scores=message.raw_scores,
+            truncate=message.truncate if message.HasField("truncate") else True,
+            return_text=message.return_text,
+            deadline=_deadline(context),
+        )
+        return _score_response(await self._scorer.score(request))
+
+    async def _score_pairs(self, message: score_pb2.ScorePairsRequest,
+                           context: grpc.aio.ServicerContext) -> score_pb2.ScorePairsResponse:
+        request = PairsRequest(
+            model=message.model,
+            queries=list(message.queries),
+            documents=list(message.documents),
+            raw_scores=message.raw_scores,
+            truncate=message.truncate if message.HasField("truncate") else True,
+            deadline=_deadline(context),
+        )
+        return _pairs_response(await self._scorer.score_pairs(request))
+
+
+async def _guarded(context: grpc.aio.ServicerContext, method: str, work):
+    """Await `work`; map its failure to a status. Unexpected errors are logged and become INTERNAL."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise  # the caller went away or its deadline passed: grpc already answered
+    except Exception as exc:
+        code, message, retry_after = _status_of(exc, _request_id(context), method)
+    if retry_after is not None:
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, f"{retry_after:.3f}"),))
+    await context.abort(code, message)
+
+
+def _status_of(exc: Exception, request_id: str, method: str) -> tuple[grpc.StatusCode, str, float | None]:
+    if isinstance(exc, XscoreError):
+        return grpc.StatusCode[GRPC_STATUS[exc.code]], exc.message, exc.retry_after_s
+    log.exception("request %s: %s failed unexpectedly", request_id, method, exc_info=exc)
+    return grpc.StatusCode[GRPC_STATUS[ErrorCode.INTERNAL]], f"internal error (request id {request_id})", None
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY:
+            return str(value)
+    return uuid.uuid4().hex[:16]
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _timing(result: ScoreResult | PairsResult) -> score_pb2.Timing:
+    t = result.timing
+    return score_pb2.Timing(queue_ms=t.queue_ms, tokenize_ms=t.tokenize_ms, inference_ms=t.inference_ms,
+                            total_ms=t.total_ms)
+
+
+def _usage(result: ScoreResult | PairsResult) -> score_pb2.Usage:
+    u = result.usage
+    return score_pb2.Usage(pairs=u.pairs, tokens=u.tokens, truncated=u.truncated)
+
+
+def _score_response(result: ScoreResult) -> score_pb2.ScoreResponse:
+    scores = [score_pb2.ScoredItem(item_id=e.item_id, index=e.index, score=e.score, rank=e.rank, text=e.text)
+              for e in result.scores]
+    return score_pb2.ScoreResponse(model=result.model, scores=scores, usage=_usage(result), timing=_timing(result))
+
+
+def _pairs_response(result: PairsResult) -> score_pb2.ScorePairsResponse:
+    return score_pb2.ScorePairsResponse(model=result.model, scores=result.scores, usage=_usage(result),
+                                        timing=_timing(result))
+
+
+def _model_info(info: ModelInfo) -> score_pb2.ModelInfo:
+    return score_pb2.ModelInfo(name=info.name, source=info.source, variant=info.variant, engine=info.engine,
+                               device=info.device, max_length=info.max_length,
+                               max_items_per_request=info.max_items_per_request,
+                               max_batch_tokens=info.max_batch_tokens, ready=info.ready)
+
+
+class GrpcServer:
+    """grpc.aio server: Scorer service, standard health (overall and per model), reflection."""
+
+    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 50051) -> None:
+        self._scorer = scorer
+        self._host = host
+        self._port = port
+        self._server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        scorer.on_drain(self.health.enter_graceful_shutdown)
+
+    async def start(self) -> str:
+        """Bind, serve, and mark every model SERVING; returns the bound "host:port"."""
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                          ("grpc.so_reuseport", 0)])
+        score_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self._scorer), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server)
+        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if port == 0:
+            raise XscoreError(ErrorCode.UNAVAILABLE, f"cannot bind gRPC to {self._host}:{self._port}")
+        await server.start()
+        self._server = server
+        await self.refresh_health()
+        return f"{self._host}:{port}"
+
+    async def refresh_health(self) -> None:
+        """Publish readiness: "" (overall), the service name, and each model by name."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in self._scorer.model_names:
+            await self.health.set(name, serving if self._scorer.model_ready(name) else not_serving)
+        overall = serving if self._scorer.ready else not_serving
+        await self.health.set("", overall)
+        await self.health.set(SERVICE_NAME, overall)
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

@@ -1,0 +1,190 @@
+"""The micro-batcher on a real ONNX model, without any transport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xscore.service.batcher import Batcher, BatcherConfig
+from xscore.service.batching import select_batch
+from xscore.service.errors import ErrorCode, XscoreError
+from xscore.service.metrics import Metrics
+
+from texts import mixed_documents
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def logits_alone(model, query: str, documents: list[str]) -> np.ndarray:
+    pairs = model.tokenizer.encode([query] * len(documents), documents)
+    return model.logits(pairs)
+
+
+@given(st.lists(st.integers(1, 512), min_size=1, max_size=60), st.data(),
+       st.integers(256, 4096), st.integers(1, 64))
+def test_a_batch_holds_its_pivot_stays_in_budget_and_is_a_run_of_neighbours(lengths, data, budget, max_pairs):
+    pivot = data.draw(st.integers(0, len(lengths) - 1))
+    batch = select_batch(lengths, pivot, budget, max_pairs)
+    assert pivot in batch
+    assert len(batch) <= max_pairs
+    assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= budget
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    start = order.index(batch[0])
+    assert order[start: start + len(batch)] == batch
+
+
+def test_concurrent_requests_share_batches_and_score_as_if_alone(tiny_model):
+    documents = mixed_documents(40, longest_words=120)
+    requests = [(f"query number {n}", documents[n % 7: n % 7 + 1 + n % 5]) for n in range(24)]
+
+    async def scenario():
+        metrics = Metrics()
+        batcher = Batcher(tiny_model, metrics, BatcherConfig(max_batch_tokens=2048))
+        batcher.start()
+        results = await asyncio.gather(*(batcher.score([q] * len(d), d) for q, d in requests))
+        await batcher.close()
+        return metrics, results
+
+    metrics, results = run(scenario())
+    for (query, docs), result in zip(requests, results):
+        np.testing.assert_allclose(result.logits, logits_alone(tiny_model, query, docs), atol=1e-5)
+        assert result.tokens > 0
+    batches = metrics.value("xscore_batch_requests_count", model="tiny")
+    single_request_batches = metrics.value("xscore_batch_requests_bucket", model="tiny", le="1.0")
+    assert batches < len(requests)
+    assert batches - single_request_batches >= 1  # some batch held pairs of several requests
+    assert metrics.value("xscore_batch_pairs_sum", model="tiny") == sum(len(d) for _, d in requests)
+
+
+def test_a_big_request_does_not_starve_a_small_one_behind_it(tiny_model):
+    big = mixed_documents(60, longest_words=40)
+
+    async def scenario():
+        batcher = Batcher(tiny_model, Metrics(), BatcherConfig(max_batch_tokens=512))
+        big_task = asyncio.create_task(batcher.score(["big query"] * len(big), big))
+        small_task = asyncio.create_task(batcher.score(["small query"], ["one short document"]))
+        await asyncio.sleep(0)  # both admitted and queued before scheduling starts
+        batcher.start()
+        await small_task
+        big_was_done = big_task.done()
+        await big_task
+        await batcher.close()
+        return big_was_done
+
+    assert run(scenario()) is False
+
+
+def test_cancelled_and_expired_requests_never_reach_the_engine(tiny_model):
+    async def scenario():
+        metrics = Metrics()
+        batcher = Batcher(tiny_model, metrics)
+        kept = asyncio.create_task(batcher.score(["q"] * 3, ["a", "b", "c"]))
+        cancelled = asyncio.create_task(batcher.score(["q"] * 4, ["d", "e", "f", "g"]))
+        expiring = asyncio.create_task(batcher.score(["q"] * 5, list("hijkl"), deadline=time.monotonic() + 0.05))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(XscoreError) as expired:
+            await expiring
+        batcher.start()
+        await kept
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await batcher.close()
+        return metrics, expired.value
+
+    metrics, expired = run(scenario())
+    assert expired.code is ErrorCode.DEADLINE_EXCEEDED
+    assert metrics.value("xscore_dropped_pairs_total", model="tiny", reason="cancelled") == 4
+    assert metrics.value("xscore_dropped_pairs_total", model="tiny", reason="expired") == 5
+    assert metrics.value("xscore_batch_pairs_sum", model="tiny") == 3
+    assert metrics.value("xscore_queue_pairs", model="tiny") == 0
+
+
+def test_a_full_queue_fails_fast_with_a_retry_after(tiny_model):
+    async def scenario():
+        metrics = Metrics()
+        batcher = Batcher(tiny_model, metrics, BatcherConfig(max_queue_pairs=10))
+        first = asyncio.create_task(batcher.score(["q"] * 8, ["d"] * 8))
+        await asyncio.sleep(0)
+        with pytest.raises(XscoreError) as refused:
+            await batcher.score(["q"] * 5, ["d"] * 5)
+        batcher.start()
+        await first
+        after = await batcher.score(["q"] * 5, ["d"] * 5)  # room again once the first is answered
+        await batcher.close()
+        return metrics, refused.value, after
+
+    metrics, refused, after = run(scenario())
+    assert refused.code is ErrorCode.RESOURCE_EXHAUSTED
+    assert refused.retry_after_s and refused.retry_after_s > 0
+    assert "8 pairs queued, limit 10" in refused.message
+    assert after.logits.shape == (5, 1)
+    assert metrics.value("xscore_rejected_requests_total", model="tiny") == 1
+
+
+def test_closing_fails_queued_requests_as_unavailable(tiny_model):
+    async def scenario():
+        batcher = Batcher(tiny_model, Metrics())
+        queued = asyncio.create_task(batcher.score(["q"], ["d"]))
+        await asyncio.sleep(0)
+        await batcher.close()
+        with pytest.raises(XscoreError) as closed:
+            await queued
+        return closed.value
+
+    assert run(scenario()).code is ErrorCode.UNAVAILABLE
+
+
+def test_the_scorer_gives_the_same_answer_with_and_without_batching(tiny_model):
+    from xscore.service.scorer import Item, ScoreRequest, Scorer
+
+    request = ScoreRequest("tiny", "which passage ranks best", [Item(t) for t in mixed_documents(12, seed=3)],
+                           top_k=5)
+
+    async def scenario():
+        batcher = Batcher(tiny_model)
+        batcher.start()
+        batched = await Scorer({"tiny": tiny_model}, batchers={"tiny": batcher}).score(request)
+        await batcher.close()
+        return batched
+
+    batched = run(scenario())
+    direct = run(Scorer({"tiny": tiny_model}).score(request))
+    assert [e.index for e in batched.scores] == [e.index for e in direct.scores]
+    assert [e.score for e in batched.scores] == pytest.approx([e.score for e in direct.scores], abs=1e-6)
+    assert batched.usage == direct.usage
+
+
+def test_a_draining_scorer_refuses_new_calls_and_finishes_admitted_ones(tiny_model):
+    from xscore.service.scorer import Item, ScoreRequest, Scorer
+
+    async def scenario():
+        batcher = Batcher(tiny_model)
+        scorer = Scorer({"tiny": tiny_model}, batchers={"tiny": batcher})
+        flipped = []
+        scorer.on_drain(lambda: flipped.append(scorer.ready))
+        admitted = asyncio.create_task(scorer.score(ScoreRequest("tiny", "q", [Item("d")])))
+        await asyncio.sleep(0)
+        assert not scorer.ready  # batcher not started yet
+        batcher.start()
+        assert scorer.ready
+        scorer.begin_drain()
+        with pytest.raises(XscoreError) as refused:
+            await scorer.score(ScoreRequest("tiny", "q", [Item("d")]))
+        idle = await scorer.wait_idle(timeout=30)
+        await batcher.close()
+        return flipped, refused.value, admitted.result(), idle, scorer
+
+    flipped, refused, admitted, idle, scorer = run(scenario())
+    assert flipped == [False] and idle and scorer.in_flight == 0
+    assert refused.code is ErrorCode.UNAVAILABLE
+    assert admitted.usage.pairs == 1
+    assert scorer.metrics.value("xscore_requests_total", model="tiny", status="UNAVAILABLE") == 1
+    assert scorer.metrics.value("xscore_requests_total", model="tiny", status="ok") == 1
