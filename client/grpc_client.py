@@ -17,10 +17,10 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from xscore.service.errors import RETRY_AFTER_METADATA
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
-RETRY_AFTER_KEY = "retry-after"
 
 ItemLike = str | tuple[str, str] | score_pb2.Item  # text, (id, text), or the message
 _Response = TypeVar("_Response")
@@ -45,7 +45,7 @@ def retry_after(error: grpc.RpcError) -> float | None:
     """The server's retry-after hint in seconds, if the error carries one."""
     trailing = getattr(error, "trailing_metadata", None)
     for key, value in (trailing() if callable(trailing) else None) or ():
-        if key == RETRY_AFTER_KEY:
+        if key == RETRY_AFTER_METADATA:
             try:
                 return max(0.0, float(value))
             except ValueError:

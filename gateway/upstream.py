@@ -15,7 +15,15 @@ import time
 
 import grpc
 
-from xscore.service.errors import GRPC_STATUS, ErrorCode, XscoreError, invalid
+from xscore.service.errors import (
+    ERROR_CODE_METADATA,
+    ERROR_DETAILS_METADATA,
+    GRPC_STATUS,
+    RETRY_AFTER_METADATA,
+    ErrorCode,
+    XscoreError,
+    invalid,
+)
 from xscore.service.scorer import (
     ModelInfo,
     PairsRequest,
@@ -28,9 +36,6 @@ from xscore.service.scorer import (
 )
 from xscore.v1 import score_pb2, score_pb2_grpc
 
-ERROR_CODE_METADATA = "xscore-error-code"  # an ErrorCode value, set by the servicer
-ERROR_DETAILS_METADATA = "xscore-error-details"  # the error's details as a JSON object
-RETRY_AFTER_METADATA = "retry-after"  # seconds, with RESOURCE_EXHAUSTED and UNAVAILABLE
 
 # Reverse of GRPC_STATUS: the first code listed for a status is its plain meaning.
 _FROM_GRPC: dict[str, ErrorCode] = {}
@@ -131,4 +136,4 @@ class RemoteScorer:
         self._channel = self._stub = None
 
 
-__all__ = ["ERROR_CODE_METADATA", "ERROR_DETAILS_METADATA", "RETRY_AFTER_METADATA", "RemoteScorer", "error_from_rpc"]
+__all__ = ["RemoteScorer", "error_from_rpc"]

@@ -83,3 +83,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MODEL_ERROR: 503,
     ErrorCode.INTERNAL: 500,
 }
+
+# gRPC trailing metadata that carries what a status code alone loses (413 vs 422 both travel
+# as INVALID_ARGUMENT): the precise code, the details, and when to retry.
+ERROR_CODE_METADATA = "xscore-error-code"  # an ErrorCode value
+ERROR_DETAILS_METADATA = "xscore-error-details"  # the error's details as a JSON object
+RETRY_AFTER_METADATA = "retry-after"  # seconds (fractions allowed), as HTTP's Retry-After
+REQUEST_ID_METADATA = "x-request-id"

@@ -7,6 +7,7 @@ types and back, XscoreError codes to gRPC status through `errors.GRPC_STATUS`. N
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -18,14 +19,20 @@ from grpc_reflection.v1alpha import reflection
 
 from xscore.v1 import score_pb2, score_pb2_grpc
 
-from .errors import GRPC_STATUS, ErrorCode, XscoreError
+from .errors import (
+    ERROR_CODE_METADATA,
+    ERROR_DETAILS_METADATA,
+    GRPC_STATUS,
+    REQUEST_ID_METADATA,
+    RETRY_AFTER_METADATA,
+    ErrorCode,
+    XscoreError,
+)
 from .scorer import Item, ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult, Scorer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
-REQUEST_ID_KEY = "x-request-id"
-RETRY_AFTER_KEY = "retry-after"  # seconds, as in HTTP's Retry-After (fractions allowed)
 
 
 class ScorerServicer(score_pb2_grpc.ScorerServicer):
@@ -113,22 +120,28 @@ async def _guarded(context: grpc.aio.ServicerContext, method: str, work):
     except asyncio.CancelledError:
         raise  # the caller went away or its deadline passed: grpc already answered
     except Exception as exc:
-        code, message, retry_after = _status_of(exc, _request_id(context), method)
-    if retry_after is not None:
-        context.set_trailing_metadata(((RETRY_AFTER_KEY, f"{retry_after:.3f}"),))
+        code, message, metadata = _status_of(exc, _request_id(context), method)
+    context.set_trailing_metadata(metadata)
     await context.abort(code, message)
 
 
-def _status_of(exc: Exception, request_id: str, method: str) -> tuple[grpc.StatusCode, str, float | None]:
-    if isinstance(exc, XscoreError):
-        return grpc.StatusCode[GRPC_STATUS[exc.code]], exc.message, exc.retry_after_s
-    log.exception("request %s: %s failed unexpectedly", request_id, method, exc_info=exc)
-    return grpc.StatusCode[GRPC_STATUS[ErrorCode.INTERNAL]], f"internal error (request id {request_id})", None
+def _status_of(exc: Exception, request_id: str,
+               method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """Status, message and trailing metadata (precise code, details, retry-after) for a failure."""
+    if not isinstance(exc, XscoreError):
+        log.exception("request %s: %s failed unexpectedly", request_id, method, exc_info=exc)
+        exc = XscoreError(ErrorCode.INTERNAL, f"internal error (request id {request_id})")
+    metadata = [(ERROR_CODE_METADATA, exc.code.value)]
+    if exc.details:
+        metadata.append((ERROR_DETAILS_METADATA, json.dumps(exc.details)))
+    if exc.retry_after_s is not None:
+        metadata.append((RETRY_AFTER_METADATA, f"{exc.retry_after_s:.3f}"))
+    return grpc.StatusCode[GRPC_STATUS[exc.code]], exc.message, tuple(metadata)
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY:
+        if key == REQUEST_ID_METADATA:
             return str(value)
     return uuid.uuid4().hex[:16]
 

@@ -1,9 +1,10 @@
 """One serving process: models -> batchers -> Scorer -> transports, and their lifecycle.
 
-`xscore serve` builds a Runtime and awaits `serve()`. Transports are a list of servers, each
-with `async start() -> "host:port"` and `async stop(grace)`; adding one (the HTTP gateway) is
-one entry in `Runtime.__init__`. SIGTERM (or SIGINT) drains: readiness goes false, new calls
-get UNAVAILABLE, admitted calls finish within the drain timeout, then the servers stop.
+`xscore serve` builds a Runtime and awaits `serve()`. Transports are servers, each with
+`async start() -> "host:port"` and `async stop(grace)`: gRPC and the HTTP gateway share one event
+loop and one Scorer. With `--upstream` the process is a gateway only, in front of a remote
+scorer. SIGTERM (or SIGINT) drains: readiness goes false, new calls get UNAVAILABLE, admitted
+calls finish within the drain timeout, then the servers stop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .batcher import Batcher, BatcherConfig
 from .errors import model_error
@@ -23,6 +24,9 @@ from .metrics import Metrics
 from .registry import ModelSpec, load_model
 from .scorer import Limits, Scorer
 from .scoring import ScoringModel
+
+if TYPE_CHECKING:
+    from xscore.gateway.upstream import RemoteScorer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int | None = 8080  # None: no HTTP transport
+    upstream: str | None = None  # HOST:PORT of a remote scorer: serve the gateway only
+    cors_origins: tuple[str, ...] = ()
+    auth_token: str | None = None
     drain_timeout_s: float = 30.0
     limits: Limits = field(default_factory=Limits)
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
@@ -56,16 +63,28 @@ def load_models(specs: list[ModelSpec], **options) -> dict[str, ScoringModel]:
 
 
 class Runtime:
+    """The serving process's parts: one Scorer (local models) or one remote, and its servers."""
+
     def __init__(self, models: Mapping[str, ScoringModel], config: ServeConfig | None = None) -> None:
         self.config = config or ServeConfig()
         self.metrics = Metrics()
+        self.addresses: dict[str, str] = {}
+        self.remote: RemoteScorer | None = None
+        if self.config.upstream:
+            from xscore.gateway.upstream import RemoteScorer
+
+            if models:
+                raise model_error("a gateway in front of --upstream serves the upstream's models, not its own")
+            self.batchers: dict[str, Batcher] = {}
+            self.scorer: Scorer | None = None
+            self.remote = RemoteScorer(self.config.upstream)
+            self.servers: dict[str, Server] = {"http": _gateway_server(self.remote, self.config, self.metrics)}
+            return
         self.batchers = {name: Batcher(model, self.metrics, self.config.batcher) for name, model in models.items()}
         self.scorer = Scorer(models, self.config.limits, batchers=self.batchers, metrics=self.metrics)
-        self.servers: dict[str, Server] = {
-            "grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port),
-            # The HTTP gateway joins here: "http": <server over create_app(self.scorer)>.
-        }
-        self.addresses: dict[str, str] = {}
+        self.servers = {"grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port)}
+        if self.config.http_port is not None:
+            self.servers["http"] = _gateway_server(self.scorer, self.config, self.metrics)
 
     async def start(self) -> dict[str, str]:
         for batcher in self.batchers.values():
@@ -75,11 +94,20 @@ class Runtime:
         return dict(self.addresses)
 
     def listening_line(self) -> str:
+        grpc = self.addresses.get("grpc", "disabled")
         http = self.addresses.get("http", "disabled")
-        return f"xscore listening grpc={self.addresses['grpc']} http={http}"
+        upstream = f" upstream={self.config.upstream}" if self.scorer is None else ""
+        return f"xscore listening grpc={grpc} http={http}{upstream}"
 
     async def shutdown(self) -> bool:
         """Drain, stop the servers, close the batchers. False if the drain timed out."""
+        if self.scorer is None:
+            # a gateway only: uvicorn finishes the requests it has within the grace period
+            for server in self.servers.values():
+                await server.stop(grace=self.config.drain_timeout_s)
+            if self.remote is not None:
+                await self.remote.close()
+            return True
         drained = await self.scorer.drain(self.config.drain_timeout_s)
         if not drained:
             log.warning("drain timed out after %.1fs with %d calls still in flight",
@@ -99,11 +127,19 @@ class Runtime:
         await self.start()
         (announce or _print_line)(self.listening_line())
         await stop.wait()
-        log.info("signal received: draining (timeout %.1fs, %d calls in flight)",
-                 self.config.drain_timeout_s, self.scorer.in_flight)
+        log.info("signal received: draining (timeout %.1fs)", self.config.drain_timeout_s)
         drained = await self.shutdown()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
         return 0
+
+
+def _gateway_server(backend: object, config: ServeConfig, metrics: Metrics) -> Server:
+    from xscore.gateway.app import create_app
+    from xscore.gateway.server import GatewayServer
+
+    app = create_app(backend, cors_origins=config.cors_origins, auth_token=config.auth_token,
+                     metrics_registry=metrics.registry)
+    return GatewayServer(app, config.host, config.http_port or 0)
 
 
 def _print_line(line: str) -> None:

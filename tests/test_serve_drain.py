@@ -14,19 +14,25 @@ from grpc_health.v1 import health_pb2
 
 from xscore.client import AsyncScorerClient, RetryPolicy
 
-LISTENING = re.compile(r"^xscore listening grpc=(\S+):(\d+) http=(\S+)$")
+LISTENING = re.compile(r"^xscore listening grpc=(\S+):(\d+) http=(\S+):(\d+)$")
 
 
 def start_serving(model_dir, *extra: str) -> tuple[subprocess.Popen, str]:
+    process, grpc_address, _ = start_process("--model", f"minilm={model_dir}", *extra)
+    return process, grpc_address
+
+
+def start_process(*arguments: str, line_pattern: re.Pattern = LISTENING) -> tuple[subprocess.Popen, str, str]:
+    """`xscore serve ARGUMENTS` on free ports; returns it with its gRPC and HTTP addresses."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "xscore.service.cli", "serve", "--model", f"minilm={model_dir}",
-         "--grpc-port", "0", "--http-port", "0", "--device", "cpu", *extra],
+        [sys.executable, "-m", "xscore.service.cli", "serve", "--grpc-port", "0", "--http-port", "0",
+         "--device", "cpu", *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     line = process.stdout.readline().strip()
-    match = LISTENING.match(line)
+    match = line_pattern.match(line)
     assert match, f"no listening line, got {line!r}; stderr: {process.stderr.read() if not line else ''}"
-    return process, f"{match.group(1)}:{match.group(2)}"
+    return process, f"{match.group(1)}:{match.group(2)}", f"{match.group(3)}:{match.group(4)}"
 
 
 def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exports):
@@ -53,3 +59,38 @@ def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exp
     assert health_during_drain == health_pb2.HealthCheckResponse.NOT_SERVING
     assert isinstance(late, grpc.RpcError) and late.code() is grpc.StatusCode.UNAVAILABLE
     assert "draining" in late.details()
+
+
+def test_one_process_serves_grpc_and_http_and_a_gateway_can_front_it(tiny_export):
+    import httpx
+
+    from xscore.client import ScorerClient
+
+    service, grpc_address, http_address = start_process("--model", f"tiny={tiny_export.path}")
+    try:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "xscore.service.cli", "serve", "--upstream", grpc_address, "--http-port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = gateway.stdout.readline().strip()
+            match = re.match(r"^xscore listening grpc=disabled http=(\S+) upstream=(\S+)$", line)
+            assert match and match.group(2) == grpc_address, line
+            body = {"query": {"text": "which passage ranks"}, "items": [{"id": "a", "text": "ranking passages"},
+                                                                         {"text": "unrelated words"}]}
+            with httpx.Client() as http:
+                local = http.post(f"http://{http_address}/v1/score/tiny", json=body,
+                                  headers={"accept": "application/json"}).json()
+                remote = http.post(f"http://{match.group(1)}/v1/score/tiny", json=body,
+                                   headers={"accept": "application/json"}).json()
+            with ScorerClient(grpc_address) as client:
+                direct = client.score("which passage ranks", [("a", "ranking passages"), "unrelated words"],
+                                      model="tiny")
+            assert local == remote
+            assert [e["item_id"] for e in local["scores"]] == [e.item_id for e in direct.scores]
+            assert all(abs(a["score"] - b.score) < 1e-6 for a, b in zip(local["scores"], direct.scores))
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            assert gateway.wait(timeout=60) == 0
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=60) == 0

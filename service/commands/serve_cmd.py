@@ -1,4 +1,4 @@
-"""`xscore serve`: load models and serve them over gRPC (and HTTP once the gateway is wired)."""
+"""`xscore serve`: load models and serve them over gRPC and HTTP (or HTTP only, with --upstream)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _int_env(name: str, default: int | None) -> int | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="serve models over gRPC (health, reflection, metrics)")
+    parser = subparsers.add_parser("serve", help="serve models over gRPC and HTTP (health, reflection, metrics)")
     parser.add_argument("--model", action="append", default=None,
                         help="NAME=SOURCE or SOURCE, repeatable; default: the default model as 'default' "
                              "(env XSCORE_MODEL, comma-separated)")
@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="HTTP port, 0 = a free one (env XSCORE_HTTP_PORT)")
     parser.add_argument("--upstream", default=env("UPSTREAM"),
                         help="HOST:PORT of a remote scorer for the HTTP gateway (env XSCORE_UPSTREAM)")
+    parser.add_argument("--cors-origin", action="append", default=None,
+                        help="origin allowed to call the HTTP API from a browser, repeatable; '*' for any; "
+                             "default: CORS off (env XSCORE_CORS_ORIGINS, comma-separated)")
+    parser.add_argument("--auth-token", default=env("AUTH_TOKEN"),
+                        help="require 'Authorization: Bearer TOKEN' on the HTTP scoring routes (env XSCORE_AUTH_TOKEN)")
     parser.add_argument("--max-batch-tokens", type=int, default=_int_env("MAX_BATCH_TOKENS", None),
                         help="padded tokens per engine batch; default: the engine's measured best")
     parser.add_argument("--max-batch-pairs", type=int, default=_int_env("MAX_BATCH_PAIRS", 256),
@@ -47,20 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.upstream:
-        raise invalid("--upstream forwards the HTTP gateway to a remote scorer; this build serves gRPC only",
-                      field="upstream")
-    given = args.model or [spec for spec in (env("MODEL") or "").split(",") if spec]
-    specs = [ModelSpec.parse(spec) for spec in given] or [default_spec()]
-    models = load_models(specs, variant=args.variant, device=args.device, engine=args.engine,
-                         threads=args.threads, max_length=args.max_length)
     config = ServeConfig(
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
+        upstream=args.upstream,
+        cors_origins=tuple(args.cors_origin or [o for o in (env("CORS_ORIGINS") or "").split(",") if o]),
+        auth_token=args.auth_token,
         drain_timeout_s=args.drain_timeout,
         limits=Limits(max_items_per_request=args.max_items, max_text_chars=args.max_text_chars),
         batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_pairs=args.max_batch_pairs,
                               max_queue_pairs=args.max_queue_pairs),
     )
+    if args.upstream:
+        if args.model:
+            raise invalid("--upstream serves a remote scorer's models; drop --model", field="model")
+        return asyncio.run(Runtime({}, config).serve())
+    given = args.model or [spec for spec in (env("MODEL") or "").split(",") if spec]
+    specs = [ModelSpec.parse(spec) for spec in given] or [default_spec()]
+    models = load_models(specs, variant=args.variant, device=args.device, engine=args.engine,
+                         threads=args.threads, max_length=args.max_length)
     return asyncio.run(Runtime(models, config).serve())
