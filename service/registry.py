@@ -54,13 +54,15 @@ def default_spec() -> ModelSpec:
 
 
 def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",
-               threads: int | None = None, max_length: int | None = None, progress: bool = True) -> ScoringModel:
+               threads: int | None = None, max_length: int | None = None, progress: bool = True,
+               streams: int = 1) -> ScoringModel:
     if variant not in VARIANTS:
         raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     directory = _auto_dir(spec, device, engine, progress) if variant == "auto" else \
         _exported_dir(spec.source, variant, progress)
     manifest = Manifest.read(directory / MANIFEST_NAME)
-    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads)
+    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads,
+                                 streams=streams)
     model = ScoringModel.load(spec.name, directory, model_engine, max_length)
     log.info("loaded %s (%s, %s on %s) from %s", spec.name, manifest.variant, model_engine.name,
              model_engine.device, directory)

@@ -180,12 +180,10 @@ def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(varian
 
 
 def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_exports):
-    from xscore.service.engines.openvino import OpenVinoEngine
-
     fp32 = minilm_exports["fp32"]
     latency = ScoringModel.load("m", fp32.path, create_engine(fp32.path, fp32.manifest))
-    engine = OpenVinoEngine(fp32.path / fp32.manifest.model_file, hint="THROUGHPUT", streams=2, threads=2)
-    assert engine.parallelism >= 2
+    engine = create_engine(fp32.path, fp32.manifest, streams=2, threads=2)
+    assert engine.hint == "THROUGHPUT" and engine.parallelism >= 2
     throughput = ScoringModel.load("m", fp32.path, engine)
     documents = mixed_documents(48, seed=7)
     a = latency.score_pairs(["q"] * 48, documents, raw=True, max_tokens=1024).scores

@@ -57,13 +57,17 @@ def resolve_engine(engine: str, device: str, precision: str = "fp32") -> str:
 
 
 def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", device: str = "auto",
-                  threads: int | None = None, **openvino_options) -> Engine:
+                  threads: int | None = None, streams: int = 1, **openvino_options) -> Engine:
+    """`streams` > 1 asks OpenVINO for its THROUGHPUT mode with that many streams (the engine's
+    `parallelism`: the batcher runs that many batches at once); onnxruntime ignores it."""
     resolved_device = resolve_device(device)
     if engine == "auto" and manifest.extra.get("engine"):
         # the variant was built for (and its fidelity measured on) this engine
         engine = manifest.extra["engine"]
     chosen = resolve_engine(engine, resolved_device, manifest.precision)
     if chosen == "openvino":
+        if streams > 1:
+            openvino_options = {"hint": "THROUGHPUT", "streams": streams, **openvino_options}
         return OpenVinoEngine(directory / manifest.model_file, precision=manifest.precision,
                               threads=threads, **openvino_options)
     # bf16 weights are the fp32 file: onnxruntime computes it in fp32, and says so
