@@ -7,35 +7,11 @@ lines of other docstrings.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import random
-from functools import cache
 
-_MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "csv", "dataclasses", "datetime",
-            "decimal", "email", "functools", "http.client", "http.server", "inspect", "json", "logging",
-            "multiprocessing", "os", "pathlib", "pickle", "random", "re", "shutil", "socket", "sqlite3",
-            "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap", "threading", "typing",
-            "unittest", "urllib.request", "uuid", "xml.etree.ElementTree", "zipfile")
+from xscore.service.stdlib_text import docstrings
 
-
-@cache
-def docstrings() -> tuple[tuple[str, str], ...]:
-    """(summary line, whole docstring) for public stdlib objects, in a fixed order."""
-    seen: set[str] = set()
-    found = []
-    for module_name in _MODULES:
-        module = importlib.import_module(module_name)
-        for name, obj in sorted(vars(module).items()):
-            if name.startswith("_"):
-                continue
-            doc = inspect.getdoc(obj)
-            if not doc or doc in seen:
-                continue
-            seen.add(doc)
-            summary = doc.strip().splitlines()[0].strip()
-            found.append((summary, " ".join(doc.split())))
-    return tuple(found)
+__all__ = ["docstrings", "passages", "queries", "rerank_workload"]
 
 
 def passages(count: int, seed: int = 0, min_words: int = 45, max_words: int = 170) -> list[str]:

@@ -19,12 +19,17 @@ from tqdm.auto import tqdm
 
 from . import cache
 from .activation import activation_from_config
-from .engines.onnxruntime import OnnxRuntimeEngine, cuda_available
+from .engines import create_engine
+from .engines.base import Engine
+from .engines.onnxruntime import cuda_available
+from .engines.openvino import inference_precision, nncf_available, openvino_available
 from .errors import model_error
 from .fidelity import GATES, Fidelity, measure
+from .hardware import has_bf16, is_x86_64
 from .manifest import MANIFEST_NAME, Manifest
 from .probes import probe_pairs
 from .sources import ModelSource, read_config, resolve_source
+from .stdlib_text import calibration_pairs
 from .tokenization import EncodedPair, PairTokenizer, pad_batch
 
 log = logging.getLogger(__name__)
@@ -48,25 +53,41 @@ class VariantBuilder:
 
     name: str
     precision: str
+    device = "cpu"  # where the variant is served, so where its fidelity is measured
 
     def available(self) -> str | None:
         """None when this machine can build and run the variant, else why not."""
         return None
 
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Write the variant's model file; return facts for the manifest's `extra` (e.g. the
+        engine it must be served by)."""
         raise NotImplementedError
-
-    def score(self, directory: Path, pairs: Sequence[EncodedPair], tokenizer: PairTokenizer) -> np.ndarray:
-        engine = OnnxRuntimeEngine(directory / ONNX_NAME, precision=self.precision,
-                                   device="cuda" if self.precision == "fp16" else "cpu")
-        return _engine_logits(engine, pairs, tokenizer.pad_id)
 
 
 class Fp32Builder(VariantBuilder):
     name, precision = "fp32", "fp32"
 
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
         shutil.copyfile(fp32_onnx, output)
+        return {}
+
+
+class Bf16Builder(VariantBuilder):
+    """The fp32 file run at OpenVINO's bf16 inference precision: no second set of weights."""
+
+    name, precision = "bf16", "bf16"
+
+    def available(self) -> str | None:
+        if not (is_x86_64() and has_bf16()):
+            return "bf16 needs an x86 CPU with AVX512_BF16 or AMX, and this one has neither"
+        if not openvino_available():
+            return "bf16 runs on OpenVINO, which is not installed here (pip install openvino)"
+        return None
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+        shutil.copyfile(fp32_onnx, output)
+        return {"engine": "openvino", "inference_precision": "bf16"}
 
 
 class OrtDynamicInt8Builder(VariantBuilder):
@@ -74,28 +95,64 @@ class OrtDynamicInt8Builder(VariantBuilder):
 
     name, precision = "int8", "int8"
 
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True)
+        # its DynamicQuantizeLinear scales are set per batch: served by the runtime it was made for
+        return {"engine": "onnxruntime", "quantizer": "onnxruntime-dynamic-per-channel"}
+
+
+class NncfInt8Builder(VariantBuilder):
+    """NNCF post-training static int8 of the ONNX model (the measured winner, anchors.md):
+    transformer preset, SmoothQuant and fast bias correction at their defaults, calibrated on
+    realistic unpadded pairs. Falls back to onnxruntime dynamic int8 where NNCF is missing."""
+
+    name, precision = "int8", "int8"
+
+    def __init__(self, fallback: VariantBuilder | None = None) -> None:
+        self._fallback = fallback or OrtDynamicInt8Builder()
+
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+        if not nncf_available():
+            log.warning("nncf/openvino not available: building int8 with onnxruntime dynamic quantization "
+                        "(slower; pip install nncf openvino for the fast CPU path)")
+            return self._fallback.build(fp32_onnx, output, calibration)
+        import nncf
+        import onnx
+
+        model = onnx.load(str(fp32_onnx))
+        input_names = [node.name for node in model.graph.input]
+        tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
+        encoded = tokenizer.encode(*zip(*calibration), truncate=True)
+        # batch 1, unpadded: activation ranges seen on real tokens only
+        items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
+                 for pair in encoded]
+        quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
+        onnx.save(quantized, str(output))
+        return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
+                "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}
 
 
 class Fp16Builder(VariantBuilder):
     name, precision = "fp16", "fp16"
+    device = "cuda"
 
     def available(self) -> str | None:
         return None if cuda_available() else "fp16 needs a CUDA GPU, and none is available here"
 
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> None:
+    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True)
         onnx.save(model, str(output))
+        return {"engine": "onnxruntime"}
 
 
 BUILDERS: dict[str, VariantBuilder] = {
-    builder.name: builder for builder in (Fp32Builder(), OrtDynamicInt8Builder(), Fp16Builder())
+    builder.name: builder for builder in (Fp32Builder(), Bf16Builder(), NncfInt8Builder(), Fp16Builder())
 }
 
 
@@ -170,8 +227,13 @@ def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[
                 for name in _SIDE_FILES:
                     if (staging / name).is_file():
                         shutil.copyfile(staging / name, scratch / name)
-                builder.build(staging / ONNX_NAME, scratch / ONNX_NAME, probe_pairs())
-                fidelity = measure(activation.raw(reference), activation.raw(builder.score(scratch, pairs, tokenizer)))
+                extra = builder.build(staging / ONNX_NAME, scratch / ONNX_NAME, calibration_pairs())
+                # scored by the engine that will serve it, at the precision it will run in
+                engine = _serving_engine(scratch, builder, extra)
+                extra = {**extra, "fidelity_engine": engine.name}
+                scores = _engine_logits(engine, pairs, tokenizer.pad_id)
+                del engine
+                fidelity = measure(activation.raw(reference), activation.raw(scores))
                 problems = GATES[variant].failures(fidelity)
                 if problems:
                     raise model_error(
@@ -181,6 +243,7 @@ def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[
                     )
                 manifest = _manifest(source, variant, builder.precision, scratch, tokenizer, config,
                                      activation.name, fidelity, versions, time.perf_counter() - started)
+                manifest.extra = extra
                 manifest.write(scratch / MANIFEST_NAME)
             results[variant] = ExportResult(variant, entry, manifest, reused=False)
             bar.update()
@@ -209,7 +272,14 @@ def _manifest(source: ModelSource, variant: str, precision: str, directory: Path
     )
 
 
-def _engine_logits(engine: OnnxRuntimeEngine, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
+def _serving_engine(directory: Path, builder: VariantBuilder, extra: dict[str, str]) -> Engine:
+    probe = Manifest(source="", identity="", variant=builder.name, model_file=ONNX_NAME, files=[], opset=OPSET,
+                     max_length=0, num_labels=1, activation="", export_seconds=0.0, parity={}, versions={},
+                     precision=builder.precision, extra=extra)
+    return create_engine(directory, probe, engine=extra.get("engine", "auto"), device=builder.device)
+
+
+def _engine_logits(engine: Engine, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
     return np.concatenate([engine.run(pad_batch(pairs[i : i + 16], pad_id)) for i in range(0, len(pairs), 16)])
 
 

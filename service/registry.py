@@ -8,16 +8,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cache
-from .engines import create_engine, resolve_device
-from .errors import model_error
-from .export import export, find_exported
+from .engines import create_engine, resolve_device, resolve_engine
+from .errors import XscoreError, model_error
+from .export import BUILDERS, export, find_exported
 from .manifest import MANIFEST_NAME, Manifest
 from .scoring import ScoringModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
-VARIANTS = ("auto", "fp32", "fp16", "int8")
+VARIANTS = ("auto", "fp32", "fp16", "bf16", "int8")
+# `--variant auto`: fastest first, per device (measured, benchmarks/results/engine.md); the first
+# that this machine can build and that passes its fidelity gate is served.
+AUTO_ORDER = {
+    ("cuda", "onnxruntime"): ("fp16", "fp32"),
+    ("cpu", "openvino"): ("int8", "bf16", "fp32"),
+    ("cpu", "onnxruntime"): ("int8", "fp32"),  # no bf16 precision in onnxruntime: it would run fp32
+}
 _NAME = re.compile(r"^[A-Za-z0-9][\w.\-/]*$")
 
 
@@ -47,22 +54,48 @@ def default_spec() -> ModelSpec:
 
 
 def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",
-               threads: int | None = None, max_length: int | None = None, progress: bool = True) -> ScoringModel:
+               threads: int | None = None, max_length: int | None = None, progress: bool = True,
+               streams: int = 1) -> ScoringModel:
     if variant not in VARIANTS:
         raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    directory = _exported_dir(spec.source, _pick_variant(variant, device), progress)
+    directory = _auto_dir(spec, device, engine, progress) if variant == "auto" else \
+        _exported_dir(spec.source, variant, progress)
     manifest = Manifest.read(directory / MANIFEST_NAME)
-    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads)
+    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads,
+                                 streams=streams)
     model = ScoringModel.load(spec.name, directory, model_engine, max_length)
     log.info("loaded %s (%s, %s on %s) from %s", spec.name, manifest.variant, model_engine.name,
              model_engine.device, directory)
     return model
 
 
-def _pick_variant(variant: str, device: str) -> str:
-    if variant != "auto":
-        return variant
-    return "fp16" if resolve_device(device) == "cuda" else "fp32"
+def auto_order(device: str, engine: str = "auto") -> tuple[str, ...]:
+    resolved = resolve_device(device)
+    return AUTO_ORDER[(resolved, resolve_engine(engine, resolved))]
+
+
+def _auto_dir(spec: ModelSpec, device: str, engine: str, progress: bool) -> Path:
+    """The fastest variant that can be built here and passed its gate; each skip is logged."""
+    if (Path(spec.source).expanduser() / MANIFEST_NAME).is_file():
+        return _exported_dir(spec.source, "fp32", progress)  # an exported directory is what it is
+    order = auto_order(device, engine)
+    skipped: list[str] = []
+    for candidate in order:
+        reason = BUILDERS[candidate].available()
+        if reason is None:
+            try:
+                directory = _exported_dir(spec.source, candidate, progress)
+            except XscoreError as exc:
+                if candidate == order[-1]:
+                    raise
+                reason = exc.message
+            else:
+                log.info("variant auto for %s: serving %s (order %s%s)", spec.name, candidate, " > ".join(order),
+                         "; skipped " + "; ".join(skipped) if skipped else "")
+                return directory
+        log.warning("variant auto for %s: skipping %s: %s", spec.name, candidate, reason)
+        skipped.append(f"{candidate}: {reason}")
+    raise model_error(f"no variant of {spec.source} can be served here: {'; '.join(skipped)}")
 
 
 def _exported_dir(source: str, variant: str, progress: bool) -> Path:

@@ -7,6 +7,7 @@ CLI, the exporter's parity checks and the engine benchmark.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,23 @@ class ScoringModel:
     def logits(self, pairs: Sequence[EncodedPair], max_tokens: int | None = None) -> np.ndarray:
         """Logits for encoded pairs in input order, run in length-sorted token-budget batches."""
         budget = max_tokens or self.engine.max_batch_tokens
-        out: np.ndarray | None = None
-        for batch in plan_batches([pair.length for pair in pairs], budget):
-            batch_logits = self.engine.run(pad_batch([pairs[i] for i in batch], self.tokenizer.pad_id))
-            if out is None:
-                out = np.zeros((len(pairs), batch_logits.shape[1]), dtype=np.float32)
+        batches = plan_batches([pair.length for pair in pairs], budget)
+
+        def run(batch: list[int]) -> np.ndarray:
+            return self.engine.run(pad_batch([pairs[i] for i in batch], self.tokenizer.pad_id))
+
+        if self.engine.parallelism > 1 and len(batches) > 1:
+            # an engine with several streams profits from that many batches in flight
+            with ThreadPoolExecutor(self.engine.parallelism) as pool:
+                results = list(pool.map(run, batches))
+        else:
+            results = [run(batch) for batch in batches]
+        if not results:
+            return np.zeros((0, 1), dtype=np.float32)
+        out = np.zeros((len(pairs), results[0].shape[1]), dtype=np.float32)
+        for batch, batch_logits in zip(batches, results):
             out[batch] = batch_logits
-        return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+        return out
 
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, raw: bool = False,
                     truncate: bool = True, max_tokens: int | None = None) -> PairScores:

@@ -41,9 +41,11 @@ def tiny_export(tiny_model_dir: Path, cache_dir: Path):
 
 @pytest.fixture(scope="session")
 def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
-    from xscore.service.export import export
+    """fp32, int8 (NNCF where installed: ~20-40 s, once per session) and bf16 where the CPU has it."""
+    from xscore.service.export import Bf16Builder, export
 
-    return export(str(minilm_model_dir), ["fp32", "int8"], root=cache_dir, progress=False)
+    variants = ["fp32", "int8"] + (["bf16"] if Bf16Builder().available() is None else [])
+    return export(str(minilm_model_dir), variants, root=cache_dir, progress=False)
 
 
 @pytest.fixture(scope="session")

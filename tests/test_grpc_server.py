@@ -136,10 +136,11 @@ def test_unexpected_errors_become_internal_with_a_request_id():
     assert code is grpc.StatusCode.INTERNAL and "req-42" in message and "boom" not in message
 
 
-def test_models_are_listed_and_described(client):
+def test_models_are_listed_and_described(client, tiny_model):
     [info] = client.list_models()
     assert info.name == "tiny" and info.ready and info.max_items_per_request == 64
-    assert info.max_batch_tokens > 0 and info.engine == "onnxruntime" and info.max_length == 512
+    assert info.engine == tiny_model.engine.name and info.max_batch_tokens == tiny_model.engine.max_batch_tokens
+    assert info.max_length == 512
     assert client.get_model("tiny") == info
 
 

@@ -22,5 +22,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="exported variant to serve (env XSCORE_VARIANT)")
     parser.add_argument("--threads", type=int, default=int(env("THREADS", "0") or 0) or None,
                         help="CPU threads per engine; default: physical cores (env XSCORE_THREADS)")
+    parser.add_argument("--streams", type=int, default=int(env("STREAMS", "1") or 1),
+                        help="OpenVINO streams: 1 = LATENCY mode (default, measured best on an idle "
+                             "2-core CPU); N > 1 = THROUGHPUT mode, N batches in flight (env XSCORE_STREAMS)")
     parser.add_argument("--max-length", type=int, default=int(env("MAX_LENGTH", "0") or 0) or None,
                         help="cap on tokens per pair; default: the model's own (env XSCORE_MAX_LENGTH)")

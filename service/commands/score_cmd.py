@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     documents = args.documents or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     spec = ModelSpec.parse(args.model) if args.model else default_spec()
     model = load_model(spec, variant=args.variant, device=args.device, engine=args.engine,
-                       threads=args.threads, max_length=args.max_length)
+                       threads=args.threads, max_length=args.max_length, streams=args.streams)
     result = model.score_pairs([args.query] * len(documents), documents, raw=args.raw,
                                truncate=args.truncate)
     order = rank_order(result.scores)[: args.top_k]

@@ -1,0 +1,1 @@
+"""Engine benchmark: every backend x variant x batching attempt against CrossEncoder.predict."""

@@ -1,0 +1,129 @@
+"""`python -m benchmarks.engine`: every engine attempt against CrossEncoder.predict, same run.
+
+Attempts are interleaved round by round with the baseline, and each attempt's ratio is the median
+of its per-round ratios, so load from other processes on the machine moves both sides together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from xscore.service.basemodel import build_minilm_cross_encoder
+from xscore.service.export import export
+from xscore.service.hardware import physical_cores
+
+from benchmarks.corpus import rerank_workload
+
+from . import report
+from .attempts import ATTEMPTS, Attempt, baseline_scorer, engine_scorer, register_comparison_variants, \
+    variants_needed
+from .evaluation import Scorer, compare, corpus_queries, reference_scores
+
+log = logging.getLogger("benchmarks.engine")
+
+
+def pairs_per_second(scorer: Scorer, query: str, passages: list[str]) -> float:
+    started = time.perf_counter()
+    scorer(query, passages)
+    return len(passages) / (time.perf_counter() - started)
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__)
+    parser.add_argument("--model", type=Path, help="cross-encoder directory (default: the MiniLM-size test model)")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XSCORE_CACHE", ".xscore-cache")))
+    parser.add_argument("--passages", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=physical_cores())
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--only", help="run only attempts whose label contains this text")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    load_before = _load()
+
+    model_dir = args.model or _minilm(args.cache)
+    attempts = [a for a in ATTEMPTS if not args.only or args.only in a.label]
+    attempts = [a if a.backend == "torch" else Attempt(a.backend, a.variant, a.budget, a.hint, a.streams,
+                                                       args.threads) for a in attempts]
+    register_comparison_variants()
+    exports = export(str(model_dir), variants_needed(attempts), root=args.cache)
+    baseline_attempt = Attempt("torch", "fp32", None, threads=args.threads)
+    baseline = baseline_scorer(model_dir, args.threads)
+    scorers: dict[Attempt, Scorer] = {
+        attempt: baseline_scorer(model_dir, attempt.threads) if attempt.backend == "torch"
+        else engine_scorer(attempt, exports[attempt.variant]) for attempt in attempts}
+
+    log.info("fidelity on the evaluation set")
+    evaluation = corpus_queries()
+    references = reference_scores(baseline, evaluation)
+    fidelity = {baseline_attempt.fidelity_key: compare(baseline, evaluation, references)}
+    for attempt, scorer in scorers.items():
+        if attempt.fidelity_key not in fidelity:
+            fidelity[attempt.fidelity_key] = compare(scorer, evaluation, references)
+
+    query, passages = rerank_workload(args.passages)
+    everyone: dict[Attempt, Scorer] = {baseline_attempt: baseline, **scorers}
+    for scorer in everyone.values():
+        scorer(query, passages[:32])  # warm-up: first shapes, allocations
+    rates: dict[Attempt, list[float]] = {attempt: [] for attempt in everyone}
+    ratios: dict[Attempt, list[float]] = {attempt: [] for attempt in everyone}
+    for round_index in range(args.rounds):
+        base = pairs_per_second(baseline, query, passages)
+        for attempt, scorer in everyone.items():
+            rate = base if attempt is baseline_attempt else pairs_per_second(scorer, query, passages)
+            rates[attempt].append(rate)
+            ratios[attempt].append(rate / base)
+        log.info("round %d/%d done (baseline %.1f pairs/s, load %s)", round_index + 1, args.rounds, base, _load())
+
+    # onnxruntime fp32 slows less than torch when other processes load the machine, so a ratio
+    # against it, measured in the same rounds, is the steadier one to compare across runs
+    anchor = next((a for a in everyone if (a.backend, a.variant) == ("onnxruntime", "fp32")), None)
+    rows = []
+    for attempt in everyone:
+        rows.append({
+            "label": attempt.label, "backend": attempt.backend, "variant": attempt.variant,
+            "budget": attempt.budget, "hint": attempt.hint, "streams": attempt.streams,
+            "threads": attempt.threads,
+            "pairs_per_s": statistics.median(rates[attempt]), "ratio": statistics.median(ratios[attempt]),
+            "ratios_per_round": [round(r, 3) for r in ratios[attempt]],
+            "ratio_vs_onnxruntime_fp32": statistics.median(
+                [a / b for a, b in zip(rates[attempt], rates[anchor])]) if anchor else None,
+            "fidelity": fidelity[attempt.fidelity_key].as_dict(),
+            "probe_parity": exports[attempt.variant].manifest.parity if attempt.backend != "torch" else None,
+            "baseline": attempt is baseline_attempt,
+        })
+    results = {
+        "environment": {
+            "workload": f"1 query x {len(passages)} stdlib passages of 60-300 tokens, tokenization included",
+            "model": str(model_dir), "rounds": args.rounds,
+            "evaluation": f"{len(evaluation)} queries x {len(evaluation[0].candidates)} candidates (stdlib corpus)",
+            "machine": f"{platform.machine()}, {physical_cores()} cores, {platform.processor() or 'cpu'}",
+            "load_before": load_before, "load_after": _load(),
+        },
+        "attempts": rows,
+    }
+    for path in report.write(results, args.output):
+        log.info("wrote %s", path)
+    print(report.markdown(results))
+    return 0
+
+
+def _minilm(cache: Path) -> Path:
+    directory = cache / "models" / "bench-minilm-seed0"
+    if not (directory / "config.json").is_file():
+        build_minilm_cross_encoder(directory)
+    return directory
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The attempts the engine benchmark measures, and how each becomes a scoring callable.
+
+Every attempt is scored through `ScoringModel.score_pairs` (tokenization included), the same
+path the service's batcher drives; a "through the service" mode only needs another `Scorer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xscore.service.export import ExportResult, OrtDynamicInt8Builder, register_variant
+from xscore.service.fidelity import GATES
+from xscore.service.scoring import ScoringModel
+
+from .evaluation import Scorer
+
+# onnxruntime's dynamic int8, kept beside NNCF's int8 as the comparison it replaced
+ORT_INT8 = "int8-ortdyn"
+
+
+class _OrtInt8ForComparison(OrtDynamicInt8Builder):
+    name = ORT_INT8
+
+
+def register_comparison_variants() -> None:
+    register_variant(_OrtInt8ForComparison())
+    GATES[ORT_INT8] = GATES["int8"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    backend: str  # "torch" | "onnxruntime" | "openvino"
+    variant: str  # export variant (for torch: "fp32")
+    budget: int | None  # padded tokens per batch; None: batches of 32 pairs (predict)
+    hint: str = "LATENCY"
+    streams: int = 1
+    threads: int = 2
+
+    @property
+    def label(self) -> str:
+        if self.backend == "torch":
+            return f"torch fp32 CrossEncoder.predict {self.threads}t"
+        shape = f"{self.hint.lower()} {self.streams}x{self.threads // self.streams}t" \
+            if self.backend == "openvino" else f"{self.threads}t"
+        return f"{self.backend} {self.variant} budget {self.budget} {shape}"
+
+    @property
+    def fidelity_key(self) -> tuple[str, str, str]:
+        """Attempts differing only in batching share their fidelity figures (static scales)."""
+        return self.backend, self.variant, "dynamic" if self.variant == ORT_INT8 else ""
+
+
+ATTEMPTS: list[Attempt] = [
+    # predict's 2 OpenMP threads degrade when other processes share the 2 cores; 1 thread shows
+    # how much of a ratio measured on a busy machine is that degradation
+    Attempt("torch", "fp32", None, threads=1),
+    Attempt("onnxruntime", "fp32", 4096),
+    Attempt("onnxruntime", ORT_INT8, 4096),
+    Attempt("onnxruntime", "int8", 4096),  # the NNCF QDQ file, run by onnxruntime
+    Attempt("openvino", "fp32", 2048),
+    Attempt("openvino", "bf16", 2048),
+    Attempt("openvino", "bf16", 4096),
+    Attempt("openvino", "int8", 1024),
+    Attempt("openvino", "int8", 1536),
+    Attempt("openvino", "int8", 2048),
+    Attempt("openvino", "int8", 4096),
+    Attempt("openvino", "int8", 8192),
+    Attempt("openvino", "int8", 2048, hint="THROUGHPUT", streams=2),
+]
+
+
+def variants_needed(attempts: Sequence[Attempt]) -> list[str]:
+    return sorted({attempt.variant for attempt in attempts if attempt.backend != "torch"})
+
+
+def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
+    from xscore.service.engines.onnxruntime import OnnxRuntimeEngine
+    from xscore.service.engines.openvino import OpenVinoEngine
+
+    path = exported.path / exported.manifest.model_file
+    precision = exported.manifest.precision
+    if attempt.backend == "openvino":
+        engine = OpenVinoEngine(path, precision=precision, threads=attempt.threads, hint=attempt.hint,
+                                streams=attempt.streams, max_batch_tokens=attempt.budget)
+    else:
+        engine = OnnxRuntimeEngine(path, precision=precision, threads=attempt.threads)
+    model = ScoringModel.load(attempt.label, exported.path, engine)
+
+    def score(query: str, candidates: Sequence[str]) -> np.ndarray:
+        return model.score_pairs([query] * len(candidates), list(candidates), raw=True,
+                                 max_tokens=attempt.budget).scores
+
+    return score
+
+
+def baseline_scorer(model_dir: Path, threads: int) -> Scorer:
+    """sentence-transformers' own predict: torch fp32, batch 32, already length-sorted."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(model_dir), device="cpu", activation_fn=torch.nn.Identity())
+
+    def score(query: str, candidates: Sequence[str]) -> np.ndarray:
+        torch.set_num_threads(threads)  # several torch attempts share the process
+        return np.asarray(model.predict([(query, c) for c in candidates], batch_size=32,
+                                        show_progress_bar=False), dtype=np.float32)
+
+    return score

@@ -1,0 +1,113 @@
+"""OpenVINO backend (x86 CPUs): reads the same ONNX export, runs f32, bf16 or int8.
+
+On this project's machine kind OpenVINO was 1.6x (f32), 2.9x (bf16) and 5x (NNCF int8) the
+sentence-transformers torch baseline, where onnxruntime's best was 2.9x (anchors.md, third probe).
+`openvino` is imported lazily so that a machine without it still imports this package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import queue
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import model_error
+from ..hardware import has_bf16, physical_cores
+from ..tokenization import EncodedBatch
+
+log = logging.getLogger(__name__)
+
+# Measured (anchors.md and benchmarks/results/engine.md): OpenVINO is fastest at 1536-2048
+# padded tokens per batch on 2 Zen 4 cores; 4096 lost 10-15%, 8192 more.
+CPU_MAX_BATCH_TOKENS = 2048
+HINTS = ("LATENCY", "THROUGHPUT")
+
+
+def openvino_available() -> bool:
+    """True when the runtime can be imported (a blocked or missing module counts as absent)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nncf_available() -> bool:
+    try:
+        return importlib.util.find_spec("nncf") is not None and openvino_available()
+    except (ImportError, ValueError):
+        return False
+
+
+def inference_precision(precision: str) -> str:
+    """The CPU plugin's INFERENCE_PRECISION_HINT for a variant's precision.
+
+    The plugin defaults to bf16 on CPUs with AVX512_BF16, so f32 is always asked for
+    explicitly where exactness matters. int8 layers run int8 either way; the layers left in
+    float run bf16 where the CPU has it (measured: same ranking, a little faster).
+    """
+    if precision == "bf16":
+        if not has_bf16():
+            raise model_error("the bf16 variant needs a CPU with AVX512_BF16 or AMX; this one has neither: "
+                              "serve fp32 or int8")
+        return "bf16"
+    if precision == "int8" and has_bf16():
+        return "bf16"
+    return "f32"
+
+
+class OpenVinoEngine:
+    name = "openvino"
+    device = "cpu"
+
+    def __init__(self, model_path: Path, *, precision: str = "fp32", threads: int | None = None,
+                 hint: str = "LATENCY", streams: int = 1, max_batch_tokens: int | None = None) -> None:
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        if hint not in HINTS:
+            raise model_error(f"unknown OpenVINO performance hint {hint!r}; choose from {', '.join(HINTS)}")
+        self.precision = precision
+        self.max_batch_tokens = max_batch_tokens or CPU_MAX_BATCH_TOKENS
+        threads = threads or physical_cores()
+        config: dict = {
+            hints.performance_mode: getattr(hints.PerformanceMode, hint),
+            hints.inference_precision: inference_precision(precision),
+            props.inference_num_threads: threads,
+        }
+        if hint == "THROUGHPUT":
+            config[props.num_streams] = streams
+            # Streams of one thread each land on one core when pinned (anchors.md: 2.1x slower).
+            config[props.hint.enable_cpu_pinning] = False
+        core = ov.Core()
+        try:
+            self._compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+        except Exception as exc:
+            raise model_error(f"OpenVINO cannot load {model_path}: {exc}") from exc
+        self.parallelism = int(self._compiled.get_property(props.optimal_number_of_infer_requests)) \
+            if hint == "THROUGHPUT" else 1
+        self.hint, self.threads = hint, threads
+        self._inputs = [port.get_any_name() for port in self._compiled.inputs]
+        # One infer request per concurrent caller: run() borrows one, so it is thread-safe and
+        # `parallelism` callers keep every stream busy.
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.parallelism):
+            self._idle.put(self._compiled.create_infer_request())
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    def run(self, batch: EncodedBatch) -> np.ndarray:
+        feeds = {name: getattr(batch, name) for name in self._inputs}
+        request = self._idle.get()
+        try:
+            # share_inputs avoids a copy; the output is copied out before the request is reused
+            outputs = request.infer(feeds, share_inputs=True)
+            return np.array(outputs[0], dtype=np.float32, copy=True)
+        finally:
+            self._idle.put(request)

@@ -1,0 +1,191 @@
+"""The OpenVINO backend and CPU variants: same scores as onnxruntime, gates, selection, fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xscore.service import export as export_module
+from xscore.service.engines import create_engine
+from xscore.service.engines.openvino import openvino_available
+from xscore.service.errors import XscoreError
+from xscore.service.export import Bf16Builder, NncfInt8Builder, export
+from xscore.service.fidelity import GATES, measure
+from xscore.service.manifest import Manifest
+from xscore.service.probes import probe_pairs
+from xscore.service.registry import ModelSpec, auto_order, load_model
+from xscore.service.scoring import ScoringModel
+from texts import mixed_documents
+
+pytestmark = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
+needs_bf16 = pytest.mark.skipif(Bf16Builder().available() is not None, reason="no bf16 on this CPU")
+
+
+def _scores(export_result, engine: str, queries, documents) -> np.ndarray:
+    model = ScoringModel.load("m", export_result.path,
+                              create_engine(export_result.path, export_result.manifest, engine=engine, device="cpu"))
+    assert model.engine.name == engine
+    return model.score_pairs(queries, documents, raw=True).scores
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_both_backends_give_the_same_fp32_scores_within_1e_4(which, tiny_export, minilm_exports):
+    fp32 = tiny_export if which == "tiny" else minilm_exports["fp32"]
+    queries, documents = zip(*probe_pairs())
+    documents = list(documents) + mixed_documents(40, seed=5)
+    queries = list(queries) + ["ranking service latency"] * 40
+    openvino = _scores(fp32, "openvino", queries, documents)
+    onnxruntime = _scores(fp32, "onnxruntime", queries, documents)
+    assert np.max(np.abs(openvino - onnxruntime)) <= 1e-4
+
+
+def test_auto_engine_on_an_x86_cpu_is_openvino_at_f32_for_fp32(tiny_export):
+    engine = create_engine(tiny_export.path, tiny_export.manifest)
+    assert (engine.name, engine.device, engine.precision) == ("openvino", "cpu", "fp32")
+    assert engine.max_batch_tokens == 2048 and engine.parallelism == 1
+
+
+@pytest.mark.parametrize("variant", ["int8", pytest.param("bf16", marks=needs_bf16)])
+def test_lossy_variants_score_within_their_recorded_fidelity(variant, minilm_exports):
+    result = minilm_exports[variant]
+    parity = result.manifest.parity
+    assert parity["spearman"] >= GATES[variant].min_spearman and parity["pairs"] >= 50
+    assert result.manifest.extra["engine"] == "openvino"
+    assert result.manifest.extra["fidelity_engine"] == "openvino"
+    queries, documents = zip(*probe_pairs())
+    reference = _scores(minilm_exports["fp32"], "openvino", queries, documents)
+    served = _scores(result, "openvino", queries, documents)  # served batching, not the export's
+    fidelity = measure(reference, served)
+    assert fidelity.spearman >= GATES[variant].min_spearman
+    assert fidelity.max_abs_diff <= 2 * parity["max_abs_diff"] + 1e-3
+
+
+def test_int8_is_nncf_static_so_a_score_does_not_move_with_its_batch_mates(minilm_exports):
+    int8 = minilm_exports["int8"]
+    assert int8.manifest.extra["quantizer"].startswith("nncf")
+    model = ScoringModel.load("m", int8.path, create_engine(int8.path, int8.manifest))
+    documents = mixed_documents(24, seed=6)
+    together = model.score_pairs(["cross encoder"] * 24, documents, raw=True).scores
+    alone = [model.score_pairs(["cross encoder"], [d], raw=True).scores[0] for d in documents[:3]]
+    np.testing.assert_allclose(alone, together[:3], atol=0.05)  # bf16 accumulation only
+
+
+def test_the_gate_refuses_an_int8_build_calibrated_on_one_pair(minilm_model_dir, tmp_path, monkeypatch):
+    class OnePairInt8(NncfInt8Builder):
+        name = "int8-one-pair"
+
+        def build(self, fp32_onnx, output, calibration):
+            return super().build(fp32_onnx, output, [("a", "a")])
+
+    monkeypatch.setitem(export_module.BUILDERS, "int8-one-pair", OnePairInt8())
+    monkeypatch.setitem(GATES, "int8-one-pair", GATES["int8"])
+    with pytest.raises(XscoreError, match=r"variant int8-one-pair .* refused: Spearman"):
+        export(str(minilm_model_dir), ["int8-one-pair"], root=tmp_path, progress=False)
+
+
+def test_variant_auto_serves_int8_first_on_this_cpu_and_logs_the_choice(minilm_exports, minilm_model_dir, caplog):
+    assert auto_order("cpu")[0] == "int8" and auto_order("cpu", "onnxruntime") == ("int8", "fp32")
+    with caplog.at_level(logging.INFO):
+        model = load_model(ModelSpec("m", str(minilm_model_dir)), progress=False)
+    assert model.manifest.variant == "int8" and model.engine.name == "openvino"
+    assert "variant auto for m: serving int8" in caplog.text
+
+
+def test_variant_auto_skips_a_refused_variant_with_a_log_line(tiny_model_dir, cache_dir, caplog):
+    # the 2-layer random tiny model quantizes badly (its int8 is refused): auto moves on
+    with caplog.at_level(logging.INFO):
+        model = load_model(ModelSpec("tiny", str(tiny_model_dir)), progress=False)
+    assert "skipping int8: variant int8" in caplog.text and "refused" in caplog.text
+    assert model.manifest.variant in ("bf16", "fp32")
+
+
+def _run(script: str, cache: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "XSCORE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_openvino_missing_falls_back_to_onnxruntime_with_a_log_line(tiny_export, cache_dir):
+    script = (
+        "import sys, logging; sys.modules['openvino'] = None; logging.basicConfig(level=logging.INFO)\n"
+        "from xscore.service.registry import ModelSpec, load_model\n"
+        f"model = load_model(ModelSpec('tiny', {str(tiny_export.path)!r}), engine='openvino', progress=False)\n"
+        "print(model.engine.name, model.score_pairs(['q'], ['d']).scores[0])\n"
+    )
+    done = _run(script, cache_dir)
+    assert done.returncode == 0, done.stderr
+    assert "OpenVINO is not installed or cannot be imported; using onnxruntime" in done.stderr
+    name, score = done.stdout.split()
+    assert name == "onnxruntime" and 0.0 < float(score) < 1.0
+
+
+def test_without_nncf_int8_is_built_by_onnxruntime_and_served_by_it(minilm_model_dir, tmp_path):
+    script = (
+        "import sys, json; sys.modules['nncf'] = None\n"
+        "from xscore.service.export import export\n"
+        "from xscore.service.engines import create_engine\n"
+        f"r = export({str(minilm_model_dir)!r}, ['int8'], root=__import__('pathlib').Path({str(tmp_path)!r}), "
+        "progress=False)['int8']\n"
+        "print(json.dumps([r.manifest.extra, create_engine(r.path, r.manifest).name]))\n"
+    )
+    done = _run(script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "nncf/openvino not available: building int8 with onnxruntime dynamic quantization" in done.stderr
+    extra, engine = json.loads(done.stdout.strip().splitlines()[-1])
+    assert extra["quantizer"].startswith("onnxruntime-dynamic") and engine == "onnxruntime"
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_clearly_and_auto_moves_on(minilm_exports, tmp_path):
+    fp32 = minilm_exports["fp32"]
+    script = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from xscore.service import hardware; hardware.cpu_flags = lambda: frozenset()\n"
+        "from xscore.service.export import Bf16Builder\n"
+        "print(Bf16Builder().available())\n"
+        "from xscore.service.registry import auto_order\n"
+        "print(auto_order('cpu'))\n"
+        "from xscore.service.engines import create_engine\n"
+        "from xscore.service.manifest import Manifest\n"
+        f"m = Manifest.read(__import__('pathlib').Path({str(fp32.path)!r}) / 'manifest.json'); m.precision = 'bf16'\n"
+        f"create_engine(__import__('pathlib').Path({str(fp32.path)!r}), m)\n"
+    )
+    done = _run(script, tmp_path)
+    assert "bf16 needs an x86 CPU with AVX512_BF16 or AMX" in done.stdout
+    assert "the bf16 variant needs a CPU with AVX512_BF16 or AMX" in done.stderr
+    assert "Traceback" in done.stderr and "XscoreError" in done.stderr  # a clear refusal, not a crash inside OpenVINO
+
+
+@pytest.mark.parametrize("variant", ["int8", pytest.param("bf16", marks=needs_bf16)])
+def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(variant, minilm_exports, tmp_path):
+    path = minilm_exports[variant].path
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['nncf'] = None; sys.modules['optimum'] = None\n"
+        "from xscore.service.registry import ModelSpec, load_model\n"
+        f"model = load_model(ModelSpec('m', {str(path)!r}), progress=False)\n"
+        "print(model.engine.name, model.engine.precision, model.score_pairs(['q'], ['d']).scores[0])\n"
+        "assert not any(name.split('.')[0] in ('torch', 'nncf') and sys.modules[name] is not None "
+        "for name in sys.modules)\n"
+    )
+    done = _run(script, tmp_path)
+    assert done.returncode == 0, done.stderr
+    name, precision, score = done.stdout.split()
+    assert (name, precision) == ("openvino", variant) and 0.0 < float(score) < 1.0
+
+
+def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_exports):
+    fp32 = minilm_exports["fp32"]
+    latency = ScoringModel.load("m", fp32.path, create_engine(fp32.path, fp32.manifest))
+    engine = create_engine(fp32.path, fp32.manifest, streams=2, threads=2)
+    assert engine.hint == "THROUGHPUT" and engine.parallelism >= 2
+    throughput = ScoringModel.load("m", fp32.path, engine)
+    documents = mixed_documents(48, seed=7)
+    a = latency.score_pairs(["q"] * 48, documents, raw=True, max_tokens=1024).scores
+    b = throughput.score_pairs(["q"] * 48, documents, raw=True, max_tokens=1024).scores
+    assert np.max(np.abs(a - b)) <= 1e-4
