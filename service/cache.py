@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -72,6 +73,24 @@ def any_complete(root: Path, source: ModelSource, variant: str) -> Path | None:
         if load_complete(candidate) is not None:
             return candidate
     return None
+
+
+def refusal_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".refused.json")
+
+
+def record_refusal(entry: Path, message: str, details: dict) -> None:
+    """Remember that this entry's variant failed its fidelity gate, so it is not rebuilt each load."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    refusal_path(entry).write_text(json.dumps({"message": message, "details": details}, indent=2))
+
+
+def load_refusal(entry: Path) -> dict | None:
+    try:
+        refusal = json.loads(refusal_path(entry).read_text())
+    except (OSError, ValueError):
+        return None
+    return refusal if isinstance(refusal, dict) and "message" in refusal else None
 
 
 @contextlib.contextmanager

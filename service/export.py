@@ -177,8 +177,13 @@ def export(spec: str, variants: Sequence[str] = ("fp32",), *, root: Path | None 
         manifest = cache.load_complete(entry)
         if manifest is not None:
             results[variant] = ExportResult(variant, entry, manifest, reused=True)
-        else:
-            missing.append(variant)
+            continue
+        refusal = cache.load_refusal(entry)
+        if refusal is not None:
+            # the same model, recipe and libraries fail the same gate: say so instead of rebuilding
+            raise model_error(f"{refusal['message']} (recorded in {cache.refusal_path(entry)}; "
+                              "delete that file to build it again)", **refusal.get("details", {}))
+        missing.append(variant)
     if missing:
         results.update(_build(source, missing, root, versions, progress))
     return results
@@ -236,11 +241,13 @@ def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[
                 fidelity = measure(activation.raw(reference), activation.raw(scores))
                 problems = GATES[variant].failures(fidelity)
                 if problems:
-                    raise model_error(
+                    refusal = model_error(
                         f"variant {variant} of {source.spec} refused: {'; '.join(problems)} "
                         f"against the PyTorch reference on {fidelity.pairs} probe pairs",
                         parity=fidelity.as_dict(),
                     )
+                    cache.record_refusal(entry, refusal.message, refusal.details)
+                    raise refusal
                 manifest = _manifest(source, variant, builder.precision, scratch, tokenizer, config,
                                      activation.name, fidelity, versions, time.perf_counter() - started)
                 manifest.extra = extra

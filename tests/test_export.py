@@ -88,8 +88,14 @@ def test_refused_variant_leaves_no_entry_and_no_scratch(tiny_model_dir, tmp_path
         export(str(tiny_model_dir), ["fp32", "lossy"], root=tmp_path, progress=False)
     model_dirs = list(tmp_path.iterdir())
     assert len(model_dirs) == 1
-    leftovers = sorted(p.name.split("-")[0] for p in model_dirs[0].iterdir())
-    assert leftovers == ["fp32"]  # the fp32 entry landed; nothing of lossy, no scratch dirs
+    leftovers = sorted(p.name for p in model_dirs[0].iterdir())
+    # the fp32 entry landed; of lossy only the record of its refusal, and no scratch dirs
+    assert [name.split("-")[0] for name in leftovers] == ["fp32", "lossy"]
+    assert leftovers[1].endswith(".refused.json")
+    # asked again, it is refused from the record, without building (no torch work, same figures)
+    with pytest.raises(XscoreError, match=r"variant lossy .* refused: .*recorded in .*refused.json") as caught:
+        export(str(tiny_model_dir), ["lossy"], root=tmp_path, progress=False)
+    assert caught.value.details["parity"]["max_abs_diff"] > 1e-4
 
 
 def test_manifest_records_source_versions_and_timing(tiny_export, tiny_model_dir):
