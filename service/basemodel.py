@@ -50,13 +50,3 @@ def build_minilm_cross_encoder(destination: Path, seed: int = 0) -> Path:
     copy_tokenizer(destination)
     return destination
 
-
-def default_model_dir(root: Path) -> Path:
-    """The model served when no --model is given, built once into the cache."""
-    destination = root / "models" / "minilm-cross-encoder-seed0"
-    if not (destination / "config.json").is_file():
-        staging = destination.with_name(destination.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        build_minilm_cross_encoder(staging)
-        staging.rename(destination)
-    return destination

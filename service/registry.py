@@ -48,9 +48,10 @@ class ModelSpec:
 
 
 def default_spec() -> ModelSpec:
-    from .basemodel import default_model_dir
+    """The trained default cross-encoder, assembled (torch-free) from the shipped artifact."""
+    from .defaultmodel import materialize_default
 
-    return ModelSpec(DEFAULT_NAME, str(default_model_dir(cache.cache_root())))
+    return ModelSpec(DEFAULT_NAME, str(materialize_default(cache.cache_root() / "models" / "default")))
 
 
 def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",

@@ -1,0 +1,39 @@
+"""`python -m xscore.service.defaultmodel build|evaluate|materialize` (see MODEL_CARD.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import ARTIFACT_DIR, build_default, evaluate_default, materialize_default, metrics_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xscore.service.defaultmodel")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="rerun the recipe (apt data, training, evaluation)")
+    build.add_argument("--dest", type=Path, default=ARTIFACT_DIR,
+                       help="where weights, eval set and card go (default: the shipped artifact)")
+    build.add_argument("--data-dir", type=Path, default=None,
+                       help="cache for the decompressed Debian indexes (default: $XSCORE_CACHE/defaultmodel-data)")
+    build.add_argument("--no-evaluate", action="store_true")
+    evaluate = commands.add_parser("evaluate", help="MRR@10 / NDCG@10 on the held-out set")
+    evaluate.add_argument("--model-dir", type=Path, default=None)
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    materialize = commands.add_parser("materialize", help="write a loadable model directory")
+    materialize.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "build":
+        build_default(args.dest, data_dir=args.data_dir, evaluate=not args.no_evaluate)
+    elif args.command == "evaluate":
+        results = evaluate_default(args.model_dir)
+        print(json.dumps(results, indent=2) if args.json else metrics_table(results))
+    else:
+        print(materialize_default(args.dest))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""Rank the held-out evaluation set with any scorer and report MRR@k / NDCG@k.
+
+Every system is a `score_pairs(list[(query, passage)]) -> np.ndarray` callable, so BM25, the
+bi-encoder, the torch cross-encoder and the served ONNX/OpenVINO engines are measured by the
+same loop on the same candidates. Torch is imported lazily: the serving install has none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import Bm25, EvalQuery
+from .metrics import mean, ndcg_at, ranked_relevance, reciprocal_rank_at
+
+ScorePairs = Callable[[list[tuple[str, str]]], np.ndarray]
+
+
+def evaluate_ranking(eval_set: Sequence[EvalQuery], score_pairs: ScorePairs, k: int = 10,
+                     desc: str | None = None) -> dict[str, float]:
+    """Mean MRR@k and NDCG@k of score_pairs over the eval set (one call per query)."""
+    rr, ndcg = [], []
+    for item in tqdm(eval_set, desc=desc, disable=desc is None, leave=False):
+        scores = np.asarray(score_pairs([(item.query, c) for c in item.candidates]), dtype=np.float64)
+        ranked = ranked_relevance(scores.reshape(-1), item.relevance)
+        rr.append(reciprocal_rank_at(ranked, k))
+        ndcg.append(ndcg_at(ranked, k))
+    return {f"mrr@{k}": mean(rr), f"ndcg@{k}": mean(ndcg), "queries": float(len(eval_set))}
+
+
+# ----------------------------------------------------------------------------- eval set files
+
+
+def save_eval_set(eval_set: Sequence[EvalQuery], path: Path) -> None:
+    # gzip with mtime=0 so the same set always gives the same bytes (and the same sha256).
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as sink:
+        for item in eval_set:
+            sink.write((json.dumps(asdict(item), ensure_ascii=False) + "\n").encode())
+
+
+def load_eval_set(path: Path) -> list[EvalQuery]:
+    with gzip.open(path, "rt", encoding="utf-8") as source:
+        return [EvalQuery(**json.loads(line)) for line in source if line.strip()]
+
+
+# ----------------------------------------------------------------------------- systems
+
+
+def bm25_scorer(eval_set: Sequence[EvalQuery]) -> ScorePairs:
+    """BM25 with term statistics from the eval set's own passage pool (self-contained)."""
+    pool = list(dict.fromkeys(c for item in eval_set for c in item.candidates))
+    position = {p: i for i, p in enumerate(pool)}
+    index = Bm25(pool)
+    cache: dict[str, np.ndarray] = {}
+
+    def score_pairs(pairs: list[tuple[str, str]]) -> np.ndarray:
+        out = np.empty(len(pairs), dtype=np.float32)
+        for n, (query, passage) in enumerate(pairs):
+            if query not in cache:
+                cache[query] = index.scores(query)
+            out[n] = cache[query][position[passage]]
+        return out
+
+    return score_pairs
+
+
+class BiEncoder:
+    """all-MiniLM-L6-v2 as trained: mean pooling over tokens, L2-normalised, cosine."""
+
+    def __init__(self, model_dir: Path, max_length: int = 256, batch_size: int = 64) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModel.from_pretrained(model_dir).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        # Length-sorted batches: padding, not compute, dominates mixed-length batches.
+        missing.sort(key=len)
+        torch = self._torch
+        with torch.inference_mode():
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start:start + self.batch_size]
+                batch = self.tokenizer(chunk, truncation=True, max_length=self.max_length,
+                                       padding=True, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                for text, row in zip(chunk, pooled.numpy(), strict=True):
+                    self._cache[text] = row
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        queries = self.embed([q for q, _ in pairs])
+        passages = self.embed([p for _, p in pairs])
+        return (queries * passages).sum(axis=1)
+
+
+class TorchCrossEncoder:
+    """A sequence-classification model in torch fp32, sigmoid over the single logit."""
+
+    def __init__(self, model_dir: Path, max_length: int = 512, batch_size: int = 32) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        out = np.empty(len(pairs), dtype=np.float32)
+        with self._torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                ids = order[start:start + self.batch_size]
+                batch = self.tokenizer([pairs[i][0] for i in ids], [pairs[i][1] for i in ids],
+                                       truncation=True, max_length=self.max_length,
+                                       padding=True, return_tensors="pt")
+                logits = self.model(**batch).logits[:, 0]
+                out[ids] = self._torch.sigmoid(logits).numpy()
+        return out
+
+
+def metrics_table(results: dict[str, dict[str, float]], k: int = 10) -> str:
+    lines = [f"| system | MRR@{k} | NDCG@{k} |", "|---|---|---|"]
+    for name, row in results.items():
+        lines.append(f"| {name} | {row[f'mrr@{k}']:.4f} | {row[f'ndcg@{k}']:.4f} |")
+    return "\n".join(lines)
