@@ -1,4 +1,4 @@
-"""`xscore models list`: what is in the export cache."""
+"""`xscore models list|build-default|evaluate-default`: the export cache and the default model."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--cache", type=Path, default=None, help="cache directory")
     listing.add_argument("--json", action="store_true", help="JSON output")
     listing.set_defaults(func=run_list)
+    build = actions.add_parser("build-default", help="rerun the default model's recipe (apt data, training)")
+    build.add_argument("--dest", type=Path, default=None,
+                       help="where weights, eval set and card go (default: the shipped artifact directory)")
+    build.add_argument("--data-dir", type=Path, default=None,
+                       help="cache for the Debian indexes (default: $XSCORE_CACHE/defaultmodel-data)")
+    build.add_argument("--no-evaluate", action="store_true", help="skip the held-out evaluation")
+    build.set_defaults(func=run_build_default)
+    evaluate = actions.add_parser("evaluate-default", help="MRR@10 / NDCG@10 of the default model vs baselines")
+    evaluate.add_argument("--variant", action="append", default=[], choices=("fp32", "bf16", "int8", "fp16"),
+                          help="also rank with this exported variant on its serving engine (repeatable)")
+    evaluate.add_argument("--json", action="store_true", help="JSON output")
+    evaluate.set_defaults(func=run_evaluate_default)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -36,3 +48,16 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"{entry['source']}  {entry['variant']:5}  max|diff| {parity['max_abs_diff']:.2e}  "
                   f"spearman {parity['spearman']:.4f}  {entry['path']}")
     return 0
+
+
+def run_build_default(args: argparse.Namespace) -> int:
+    from ..defaultmodel import ARTIFACT_DIR, build_default
+
+    print(build_default(args.dest or ARTIFACT_DIR, data_dir=args.data_dir, evaluate=not args.no_evaluate))
+    return 0
+
+
+def run_evaluate_default(args: argparse.Namespace) -> int:
+    from ..defaultmodel.__main__ import main as defaultmodel_main
+
+    return defaultmodel_main(["evaluate", *[f"--variant={v}" for v in args.variant], *(["--json"] if args.json else [])])

@@ -1,4 +1,4 @@
-"""`python -m xscore.service.defaultmodel build|evaluate|materialize` (see MODEL_CARD.md)."""
+"""`python -m xscore.service.defaultmodel build|evaluate|materialize` (the model card is in README.md, "The default model")."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import ARTIFACT_DIR, build_default, evaluate_default, materialize_default, metrics_table
+from . import ARTIFACT_DIR, ScorePairs, build_default, evaluate_default, materialize_default, metrics_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = commands.add_parser("evaluate", help="MRR@10 / NDCG@10 on the held-out set")
     evaluate.add_argument("--model-dir", type=Path, default=None)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--variant", action="append", default=[], choices=("fp32", "bf16", "int8", "fp16"),
+                          help="also rank with this exported ONNX variant on its serving engine (repeatable)")
     materialize = commands.add_parser("materialize", help="write a loadable model directory")
     materialize.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
@@ -28,11 +30,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         build_default(args.dest, data_dir=args.data_dir, evaluate=not args.no_evaluate)
     elif args.command == "evaluate":
-        results = evaluate_default(args.model_dir)
+        results = evaluate_default(args.model_dir, extra=_served_variants(args.model_dir, args.variant))
         print(json.dumps(results, indent=2) if args.json else metrics_table(results))
     else:
         print(materialize_default(args.dest))
     return 0
+
+
+def _served_variants(model_dir: Path | None, variants: list[str]) -> dict[str, ScorePairs]:
+    """score_pairs callables over the exported variants, as the service would run them."""
+    from ..registry import ModelSpec, default_spec, load_model
+
+    spec = ModelSpec("default", str(model_dir)) if model_dir else default_spec()
+    scorers: dict[str, ScorePairs] = {}
+    for variant in variants:
+        model = load_model(spec, variant=variant, device="cpu")
+
+        def score_pairs(pairs: list[tuple[str, str]], model=model):
+            return model.score_pairs([q for q, _ in pairs], [d for _, d in pairs]).scores
+
+        scorers[f"ONNX {variant} ({model.engine.name})"] = score_pairs
+    return scorers
 
 
 if __name__ == "__main__":
