@@ -22,7 +22,7 @@ from benchmarks.corpus import rerank_workload
 
 from . import report
 from .attempts import ATTEMPTS, Attempt, baseline_scorer, engine_scorer, register_comparison_variants, \
-    variants_needed
+    service_scorer, variants_needed
 from .evaluation import Scorer, compare, corpus_queries, reference_scores
 
 log = logging.getLogger("benchmarks.engine")
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     exports = export(str(model_dir), variants_needed(attempts), root=args.cache)
     baseline_attempt = Attempt("torch", "fp32", None, threads=args.threads)
     baseline = baseline_scorer(model_dir, args.threads)
-    scorers: dict[Attempt, Scorer] = {
-        attempt: baseline_scorer(model_dir, attempt.threads) if attempt.backend == "torch"
-        else engine_scorer(attempt, exports[attempt.variant]) for attempt in attempts}
+    scorers: dict[Attempt, Scorer] = {attempt: _scorer(attempt, model_dir, exports) for attempt in attempts}
 
     log.info("fidelity on the evaluation set")
     evaluation = corpus_queries()
@@ -116,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("wrote %s", path)
     print(report.markdown(results))
     return 0
+
+
+def _scorer(attempt: Attempt, model_dir: Path, exports: dict) -> Scorer:
+    if attempt.backend == "torch":
+        return baseline_scorer(model_dir, attempt.threads)
+    if attempt.backend == "service":
+        return service_scorer(attempt, exports[attempt.variant])
+    return engine_scorer(attempt, exports[attempt.variant])
 
 
 def _minilm(cache: Path) -> Path:
