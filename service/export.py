@@ -6,8 +6,10 @@ serving install, which has no torch, can still load anything already in the cach
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -128,8 +130,11 @@ class NncfInt8Builder(VariantBuilder):
         # batch 1, unpadded: activation ranges seen on real tokens only
         items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
                  for pair in encoded]
-        quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
-                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
+        # nncf draws its progress bars on stdout; stdout is for results (`xscore score` JSON, the
+        # `xscore listening` line that scripts wait for), so they go to stderr like ours
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
+                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
         onnx.save(quantized, str(output))
         return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
                 "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}

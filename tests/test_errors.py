@@ -119,3 +119,18 @@ def test_serving_a_cached_export_never_imports_torch(tiny_export):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert 0.0 < float(done.stdout) < 1.0
+
+
+def test_cli_stdout_is_only_the_json_even_while_quantizing(tiny_model_dir, tmp_path):
+    import json
+
+    # auto quantizes int8 first (nncf draws progress bars), is refused on the tiny model, and
+    # serves the next variant: none of that may reach stdout, which scripts parse
+    env = {**os.environ, "XSCORE_CACHE": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "xscore.service.cli", "score", "--model", f"tiny={tiny_model_dir}",
+         "--query", "ranking", "first doc", "second doc"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"] == "tiny"
