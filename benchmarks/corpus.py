@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from xscore.service.stdlib_text import docstrings
+from xscore.service.models.calibration import docstrings
 
 __all__ = ["docstrings", "passages", "queries", "rerank_workload"]
 

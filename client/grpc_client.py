@@ -17,7 +17,7 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from xscore.service.errors import RETRY_AFTER_METADATA
+from xscore.api.errors import RETRY_AFTER_METADATA
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})

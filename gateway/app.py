@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import docs, ops, rerank, sie, vllm
-from .backend import ScoringBackend
-from .codec import DecodeLimits
-from .context import RequestContextMiddleware
-from .endpoint import Endpoint, GatewayState, Handler
-from .errors import ProtocolError, error_response, method_not_allowed, not_found_route
-from .media import Format, default_for, response_format
-from .metrics import gateway_metrics
-from .requests import DEADLINE_HEADER
+from xscore.gateway import docs, ops, rerank, sie, vllm
+from xscore.gateway.backend import ScoringBackend
+from xscore.gateway.codec import DecodeLimits
+from xscore.gateway.context import RequestContextMiddleware
+from xscore.gateway.endpoint import Endpoint, GatewayState, Handler
+from xscore.gateway.errors import ProtocolError, error_response, method_not_allowed, not_found_route
+from xscore.gateway.media import Format, default_for, response_format
+from xscore.gateway.metrics import gateway_metrics
+from xscore.gateway.requests import DEADLINE_HEADER
 
 # Headers a browser page may send and read when CORS is on.
 _CORS_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "X-Request-ID", DEADLINE_HEADER)

@@ -10,8 +10,14 @@ import inspect
 from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
-from xscore.service.errors import invalid
-from xscore.service.scorer import ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult
+from xscore.api.errors import invalid
+from xscore.service.serving.scorer import (
+    ModelInfo,
+    PairsRequest,
+    PairsResult,
+    ScoreRequest,
+    ScoreResult,
+)
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from xscore.service.errors import ErrorCode, XscoreError
+from xscore.api.errors import ErrorCode, XscoreError
 
 
 def _over(limit: int) -> XscoreError:

@@ -15,9 +15,8 @@ from typing import Any
 
 import msgpack
 
-from xscore.service.errors import ErrorCode, XscoreError, invalid
-
-from .media import Format
+from xscore.api.errors import ErrorCode, XscoreError, invalid
+from xscore.gateway.media import Format
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .codec import encode
-from .media import Format
-from .metrics import GatewayMetrics
+from xscore.gateway.codec import encode
+from xscore.gateway.media import Format
+from xscore.gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger("xscore.gateway")
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from xscore.service.errors import ErrorCode, XscoreError
-
-from .endpoint import GatewayState
-from .media import Negotiated
-from .openapi import document
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.media import Negotiated
+from xscore.gateway.openapi import document
 
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 

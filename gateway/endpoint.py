@@ -16,12 +16,11 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from xscore.service.errors import ErrorCode, XscoreError
-
-from .backend import ScoringBackend
-from .codec import DecodeLimits
-from .errors import ProtocolError, error_response, not_acceptable
-from .media import Format, Negotiated, default_for, response_format
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.gateway.backend import ScoringBackend
+from xscore.gateway.codec import DecodeLimits
+from xscore.gateway.errors import ProtocolError, error_response, not_acceptable
+from xscore.gateway.media import Format, Negotiated, default_for, response_format
 
 logger = logging.getLogger("xscore.gateway")
 

@@ -1,7 +1,7 @@
 """Error bodies `{code, message, details?}` in the negotiated format.
 
 Transport-neutral errors (`XscoreError`) get their status from the one table in
-`xscore.service.errors.HTTP_STATUS`. The few errors only HTTP has (no such route, wrong method,
+`xscore.api.errors.HTTP_STATUS`. The few errors only HTTP has (no such route, wrong method,
 unacceptable Accept, unsupported Content-Type) are `ProtocolError`s with their own status.
 """
 
@@ -12,10 +12,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from xscore.service.errors import HTTP_STATUS, XscoreError
-
-from .media import Negotiated
-from .responses import EncodedResponse
+from xscore.api.errors import HTTP_STATUS, XscoreError
+from xscore.gateway.media import Negotiated
+from xscore.gateway.responses import EncodedResponse
 
 # Statuses at which a client should come back later; they always carry Retry-After.
 RETRY_STATUSES = frozenset({429, 503})

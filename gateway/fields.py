@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xscore.service.errors import invalid
+from xscore.api.errors import invalid
 
 _TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
 

@@ -9,13 +9,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from xscore.service.errors import ErrorCode, XscoreError
-from xscore.service.scorer import ModelInfo
-
-from .backend import get_model, is_ready, list_models
-from .endpoint import GatewayState
-from .media import Negotiated
-from .responses import EncodedResponse
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.gateway.backend import get_model, is_ready, list_models
+from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.media import Negotiated
+from xscore.gateway.responses import EncodedResponse
+from xscore.service.serving.scorer import ModelInfo
 
 
 def _model(info: ModelInfo) -> dict[str, Any]:

@@ -8,12 +8,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from xscore.service.errors import invalid
-
-from .body import read_body
-from .codec import DecodeLimits, decode
-from .errors import unsupported_media_type
-from .media import Format, body_format
+from xscore.api.errors import invalid
+from xscore.gateway.body import read_body
+from xscore.gateway.codec import DecodeLimits, decode
+from xscore.gateway.errors import unsupported_media_type
+from xscore.gateway.media import Format, body_format
 
 DEADLINE_HEADER = "X-Timeout-Ms"  # the caller's remaining patience; past it the answer is 504
 

@@ -14,15 +14,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from xscore.service.scorer import Item, ScoreRequest, ScoreResult
-
-from .backend import model_or_only
-from .codec import finite
-from .endpoint import GatewayState
-from .fields import Fields, wrong_type
-from .media import Format, Negotiated
-from .requests import deadline_of, read_payload
-from .responses import EncodedResponse, timing_headers
+from xscore.gateway.backend import model_or_only
+from xscore.gateway.codec import finite
+from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.fields import Fields, wrong_type
+from xscore.gateway.media import Format, Negotiated
+from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.responses import EncodedResponse, timing_headers
+from xscore.service.serving.scorer import Item, ScoreRequest, ScoreResult
 
 
 def _document(value: Any, path: str) -> Item:

@@ -12,15 +12,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from xscore.service.errors import invalid
-from xscore.service.scorer import Item, ScoreRequest, ScoreResult
-
-from .codec import finite
-from .endpoint import GatewayState
-from .fields import Fields, wrong_type
-from .media import Negotiated
-from .requests import deadline_of, read_payload
-from .responses import EncodedResponse, timing_headers
+from xscore.api.errors import invalid
+from xscore.gateway.codec import finite
+from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.fields import Fields, wrong_type
+from xscore.gateway.media import Negotiated
+from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.responses import EncodedResponse, timing_headers
+from xscore.service.serving.scorer import Item, ScoreRequest, ScoreResult
 
 
 def _item(value: Any, path: str) -> Item:

@@ -15,7 +15,7 @@ import time
 
 import grpc
 
-from xscore.service.errors import (
+from xscore.api.errors import (
     ERROR_CODE_METADATA,
     ERROR_DETAILS_METADATA,
     GRPC_STATUS,
@@ -24,7 +24,7 @@ from xscore.service.errors import (
     XscoreError,
     invalid,
 )
-from xscore.service.scorer import (
+from xscore.service.serving.scorer import (
     ModelInfo,
     PairsRequest,
     PairsResult,
@@ -35,7 +35,6 @@ from xscore.service.scorer import (
     Usage,
 )
 from xscore.v1 import score_pb2, score_pb2_grpc
-
 
 # Reverse of GRPC_STATUS: the first code listed for a status is its plain meaning.
 _FROM_GRPC: dict[str, ErrorCode] = {}

@@ -15,16 +15,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from xscore.service.errors import invalid
-from xscore.service.scorer import PairsRequest, PairsResult
-
-from .backend import model_or_only
-from .codec import finite
-from .endpoint import GatewayState
-from .fields import Fields, string_or_strings
-from .media import Format, Negotiated
-from .requests import deadline_of, read_payload
-from .responses import EncodedResponse, timing_headers
+from xscore.api.errors import invalid
+from xscore.gateway.backend import model_or_only
+from xscore.gateway.codec import finite
+from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.fields import Fields, string_or_strings
+from xscore.gateway.media import Format, Negotiated
+from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.responses import EncodedResponse, timing_headers
+from xscore.service.serving.scorer import PairsRequest, PairsResult
 
 
 def _texts(fields: Fields, names: tuple[str, ...]) -> list[str]:

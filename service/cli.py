@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .commands import export_cmd, models_cmd, score_cmd, serve_cmd
-from .errors import XscoreError
+from xscore.api.errors import XscoreError
+from xscore.service.commands import export_cmd, models_cmd, score_cmd, serve_cmd
 
 # Each module has `register(subparsers)`, which adds its parser with `func` set to its runner.
 COMMANDS = [export_cmd, score_cmd, serve_cmd, models_cmd]

@@ -20,21 +20,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from xscore.service.basemodel import build_tiny_classifier
+    from benchmarks.models import build_tiny_classifier
 
     return build_tiny_classifier(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def minilm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from xscore.service.basemodel import build_minilm_cross_encoder
+    from benchmarks.models import build_minilm_cross_encoder
 
     return build_minilm_cross_encoder(tmp_path_factory.mktemp("models") / "minilm")
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_model_dir: Path, cache_dir: Path):
-    from xscore.service.export import export
+    from xscore.service.models.export import export
 
     return export(str(tiny_model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
 
@@ -42,7 +42,7 @@ def tiny_export(tiny_model_dir: Path, cache_dir: Path):
 @pytest.fixture(scope="session")
 def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
     """fp32, int8 (NNCF where installed: ~20-40 s, once per session) and bf16 where the CPU has it."""
-    from xscore.service.export import Bf16Builder, export
+    from xscore.service.models.export import Bf16Builder, export
 
     variants = ["fp32", "int8"] + (["bf16"] if Bf16Builder().available() is None else [])
     return export(str(minilm_model_dir), variants, root=cache_dir, progress=False)
@@ -50,8 +50,8 @@ def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_export):
-    from xscore.service.engines import create_engine
-    from xscore.service.scoring import ScoringModel
+    from xscore.service.models.engines import create_engine
+    from xscore.service.models.model import ScoringModel
 
     engine = create_engine(tiny_export.path, tiny_export.manifest, device="cpu")
     return ScoringModel.load("tiny", tiny_export.path, engine)
@@ -59,8 +59,8 @@ def tiny_model(tiny_export):
 
 @pytest.fixture(scope="session")
 def minilm_model(minilm_exports):
-    from xscore.service.engines import create_engine
-    from xscore.service.scoring import ScoringModel
+    from xscore.service.models.engines import create_engine
+    from xscore.service.models.model import ScoringModel
 
     fp32 = minilm_exports["fp32"]
     return ScoringModel.load("minilm", fp32.path, create_engine(fp32.path, fp32.manifest, device="cpu"))

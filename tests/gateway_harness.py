@@ -68,7 +68,7 @@ def decoded(response: httpx.Response) -> Any:
 # Fixtures, imported by the gateway test modules.
 import pytest  # noqa: E402
 
-from xscore.service.scorer import Limits, Scorer  # noqa: E402
+from xscore.service.serving.scorer import Limits, Scorer  # noqa: E402
 
 SCORER_LIMITS = Limits(max_items_per_request=32, max_text_chars=4000)
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from xscore.service.runtime import Runtime, ServeConfig
+from xscore.service.serving.runtime import Runtime, ServeConfig
 
 
 class RunningServer:

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from xscore.service.batcher import Batcher, BatcherConfig
-from xscore.service.batching import select_batch
-from xscore.service.errors import ErrorCode, XscoreError
-from xscore.service.metrics import Metrics
-
 from texts import mixed_documents
+
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.service.models.planner import select_batch
+from xscore.service.serving.batcher import Batcher, BatcherConfig
+from xscore.service.serving.metrics import Metrics
 
 
 def run(coroutine):
@@ -143,7 +142,7 @@ def test_closing_fails_queued_requests_as_unavailable(tiny_model):
 
 
 def test_the_scorer_gives_the_same_answer_with_and_without_batching(tiny_model):
-    from xscore.service.scorer import Item, ScoreRequest, Scorer
+    from xscore.service.serving.scorer import Item, Scorer, ScoreRequest
 
     request = ScoreRequest("tiny", "which passage ranks best", [Item(t) for t in mixed_documents(12, seed=3)],
                            top_k=5)
@@ -163,7 +162,7 @@ def test_the_scorer_gives_the_same_answer_with_and_without_batching(tiny_model):
 
 
 def test_a_draining_scorer_refuses_new_calls_and_finishes_admitted_ones(tiny_model):
-    from xscore.service.scorer import Item, ScoreRequest, Scorer
+    from xscore.service.serving.scorer import Item, Scorer, ScoreRequest
 
     async def scenario():
         batcher = Batcher(tiny_model)

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xscore.service.defaultmodel import (
+from xscore.recipes.default_model import (
     ARTIFACT_DIR,
     Recipe,
     base_model_dir,
     evaluate_ranking,
     materialize_default,
 )
-from xscore.service.defaultmodel import data as D
-from xscore.service.defaultmodel.metrics import (
+from xscore.recipes.default_model import data as D
+from xscore.recipes.default_model.metrics import (
     dcg_at,
     ndcg_at,
     ranked_relevance,
@@ -210,7 +210,7 @@ def test_evaluate_ranking_gives_one_for_an_oracle_and_input_order_for_a_constant
 
 def test_a_few_training_steps_move_only_shipped_weights_and_are_deterministic(docs) -> None:
     pytest.importorskip("torch")  # the recipe's extra, not the serving install
-    from xscore.service.defaultmodel.train import shipped_state, train_cross_encoder
+    from xscore.recipes.default_model.train import shipped_state, train_cross_encoder
 
     groups = D.make_train_groups(docs, n_queries=4, n_negatives=3, seed=3)
     recipe = dataclasses.replace(Recipe(), groups_per_step=2, max_length=32, learning_rate=1e-4)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from servers import RunningServer
+
 from xscore.client import ScorerClient
-from xscore.service.registry import DEFAULT_NAME, default_spec, load_model
+from xscore.service.models.registry import DEFAULT_NAME, default_spec, load_model
 
 # (query, the obviously relevant document, distractors): written by hand, not from the training data
 CASES = [

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
-
-from xscore.service.activation import Activation, activation_from_config
-from xscore.service.batching import plan_batches
-from xscore.service.tokenization import split_lengths
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from texts import mixed_documents
+
+from xscore.service.models.activation import Activation, activation_from_config
+from xscore.service.models.planner import plan_batches
+from xscore.service.models.tokenization import split_lengths
 
 
 def test_a_pair_scores_the_same_alone_and_inside_a_shuffled_batch_of_64(tiny_model):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.engine.evaluation import Query, compare, corpus_queries, ndcg_at_10, reference_scores
+from benchmarks.engine.evaluation import (
+    Query,
+    compare,
+    corpus_queries,
+    ndcg_at_10,
+    reference_scores,
+)
 
 
 def _table_scorer(table: dict[str, np.ndarray]):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from xscore.service.engines import create_engine, resolve_device
-from xscore.service.errors import ErrorCode, XscoreError
-from xscore.service.export import export
-from xscore.service.registry import ModelSpec
-from xscore.service.sources import resolve_source, read_config
-from xscore.service.basemodel import BASE_DIR
+from benchmarks.models import BASE_DIR
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.service.models.engines import create_engine, resolve_device
+from xscore.service.models.export import export
+from xscore.service.models.registry import ModelSpec
+from xscore.service.models.sources import read_config, resolve_source
 
 
 def test_missing_model_dir_is_named(tmp_path):
@@ -112,7 +112,7 @@ def test_cli_scores_a_query_against_documents(tiny_export, tmp_path):
 def test_serving_a_cached_export_never_imports_torch(tiny_export):
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['optimum'] = None\n"
-        "from xscore.service.registry import ModelSpec, load_model\n"
+        "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('tiny', {str(tiny_export.path)!r}), progress=False)\n"
         "print(model.score_pairs(['q'], ['d']).scores[0])\n"
     )

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xscore.service import cache, export as export_module
-from xscore.service.errors import XscoreError
-from xscore.service.export import Fp16Builder, export
-from xscore.service.fidelity import GATES
-from xscore.service.manifest import MANIFEST_NAME, Manifest
-from xscore.service.probes import probe_pairs
+from xscore.api.errors import XscoreError
+from xscore.service.models import cache
+from xscore.service.models import export as export_module
+from xscore.service.models.export import Fp16Builder, export
+from xscore.service.models.fidelity import GATES
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.probes import probe_pairs
 
 
 def test_probe_set_covers_every_kind_of_input():
@@ -44,7 +45,7 @@ def test_scores_from_the_loaded_model_match_torch_on_the_probe_set(minilm_model,
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from xscore.service.tokenization import pad_batch
+    from xscore.service.models.tokenization import pad_batch
 
     queries, documents = zip(*probe_pairs())
     ours = minilm_model.score_pairs(queries, documents, raw=True).scores

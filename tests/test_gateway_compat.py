@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from gateway_harness import LoopThread, loop, running_gateway, scorer, single_scorer  # noqa: F401
 
 MODEL = "tiny"

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 import httpx
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from gateway_harness import JSON, MSGPACK, LoopThread, decoded, loop, packb, running_gateway, scorer  # noqa: F401
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xscore.api.errors import HTTP_STATUS, ErrorCode, XscoreError
 from xscore.gateway.codec import DecodeLimits
 from xscore.gateway.errors import error_response
 from xscore.gateway.media import Format, default_for
-from xscore.service.errors import HTTP_STATUS, ErrorCode, XscoreError
 
 LIMITS = DecodeLimits(max_body_bytes=64 * 1024, max_depth=8, max_array_len=100, max_map_len=50,
                       max_str_len=32 * 1024)

@@ -6,8 +6,8 @@ import json
 
 import msgpack
 import pytest
-
 from gateway_harness import JSON, MSGPACK, base_url, client, decoded, loop, scorer  # noqa: F401
+
 from xscore.gateway.media import Format, body_format, response_format
 
 BODY = {"query": {"text": "what is a list"}, "items": [{"text": "a list is a sequence"}, {"text": "a cat"}]}

@@ -6,10 +6,20 @@ import re
 
 import httpx
 import pytest
+from gateway_harness import (  # noqa: F401
+    JSON,
+    MSGPACK,
+    base_url,
+    client,
+    decoded,
+    loop,
+    packb,
+    running_gateway,
+    scorer,
+)
 from openapi_spec_validator import validate
 from prometheus_client import CollectorRegistry
 
-from gateway_harness import JSON, MSGPACK, base_url, client, decoded, loop, packb, running_gateway, scorer  # noqa: F401
 from xscore.gateway.app import create_app
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from gateway_harness import JSON, MSGPACK, base_url, client, decoded, loop, packb, scorer  # noqa: F401
-from xscore.service.scorer import Item, ScoreRequest
+
+from xscore.service.serving.scorer import Item, ScoreRequest
 
 ITEMS = [{"id": "doc-1", "text": "Python is a programming language."}, {"text": "Snakes are reptiles."},
          {"id": "doc-3", "text": "Python was created by Guido van Rossum."}, "A bare string is an item too."]

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from gateway_harness import JSON, MSGPACK, LoopThread, decoded, loop, packb, running_gateway, scorer  # noqa: F401
+
 from xscore.gateway.upstream import RemoteScorer
-from xscore.service.grpc_server import GrpcServer
-from xscore.service.scorer import Scorer
+from xscore.service.serving.grpc_server import GrpcServer
+from xscore.service.serving.scorer import Scorer
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,17 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from servers import RunningServer, wait_until
 from texts import mixed_documents
 
 from xscore.client import AsyncScorerClient, RetryPolicy, ScorerClient
-from xscore.service.batcher import BatcherConfig
-from xscore.service.grpc_server import _status_of
-from xscore.service.runtime import ServeConfig
-from xscore.service.scorer import Limits
+from xscore.service.serving.batcher import BatcherConfig
+from xscore.service.serving.grpc_server import _status_of
+from xscore.service.serving.runtime import ServeConfig
+from xscore.service.serving.scorer import Limits
 from xscore.v1 import score_pb2
 
 NO_RETRY = RetryPolicy(attempts=1)

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from xscore.service import export as export_module
-from xscore.service.engines import create_engine
-from xscore.service.engines.openvino import openvino_available
-from xscore.service.errors import XscoreError
-from xscore.service.export import Bf16Builder, NncfInt8Builder, export
-from xscore.service.fidelity import GATES, measure
-from xscore.service.manifest import Manifest
-from xscore.service.probes import probe_pairs
-from xscore.service.registry import ModelSpec, auto_order, load_model
-from xscore.service.scoring import ScoringModel
 from texts import mixed_documents
+
+from xscore.api.errors import XscoreError
+from xscore.service.models import export as export_module
+from xscore.service.models.engines import create_engine
+from xscore.service.models.engines.openvino import openvino_available
+from xscore.service.models.export import Bf16Builder, NncfInt8Builder, export
+from xscore.service.models.fidelity import GATES, measure
+from xscore.service.models.manifest import Manifest
+from xscore.service.models.model import ScoringModel
+from xscore.service.models.probes import probe_pairs
+from xscore.service.models.registry import ModelSpec, auto_order, load_model
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
 needs_bf16 = pytest.mark.skipif(Bf16Builder().available() is not None, reason="no bf16 on this CPU")
@@ -115,7 +115,7 @@ def _run(script: str, cache: Path) -> subprocess.CompletedProcess:
 def test_openvino_missing_falls_back_to_onnxruntime_with_a_log_line(tiny_export, cache_dir):
     script = (
         "import sys, logging; sys.modules['openvino'] = None; logging.basicConfig(level=logging.INFO)\n"
-        "from xscore.service.registry import ModelSpec, load_model\n"
+        "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('tiny', {str(tiny_export.path)!r}), engine='openvino', progress=False)\n"
         "print(model.engine.name, model.score_pairs(['q'], ['d']).scores[0])\n"
     )
@@ -129,8 +129,8 @@ def test_openvino_missing_falls_back_to_onnxruntime_with_a_log_line(tiny_export,
 def test_without_nncf_int8_is_built_by_onnxruntime_and_served_by_it(minilm_model_dir, tmp_path):
     script = (
         "import sys, json; sys.modules['nncf'] = None\n"
-        "from xscore.service.export import export\n"
-        "from xscore.service.engines import create_engine\n"
+        "from xscore.service.models.export import export\n"
+        "from xscore.service.models.engines import create_engine\n"
         f"r = export({str(minilm_model_dir)!r}, ['int8'], root=__import__('pathlib').Path({str(tmp_path)!r}), "
         "progress=False)['int8']\n"
         "print(json.dumps([r.manifest.extra, create_engine(r.path, r.manifest).name]))\n"
@@ -146,13 +146,13 @@ def test_bf16_on_a_cpu_without_it_is_refused_clearly_and_auto_moves_on(minilm_ex
     fp32 = minilm_exports["fp32"]
     script = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
-        "from xscore.service import hardware; hardware.cpu_flags = lambda: frozenset()\n"
-        "from xscore.service.export import Bf16Builder\n"
+        "from xscore.service.models import hardware; hardware.cpu_flags = lambda: frozenset()\n"
+        "from xscore.service.models.export import Bf16Builder\n"
         "print(Bf16Builder().available())\n"
-        "from xscore.service.registry import auto_order\n"
+        "from xscore.service.models.registry import auto_order\n"
         "print(auto_order('cpu'))\n"
-        "from xscore.service.engines import create_engine\n"
-        "from xscore.service.manifest import Manifest\n"
+        "from xscore.service.models.engines import create_engine\n"
+        "from xscore.service.models.manifest import Manifest\n"
         f"m = Manifest.read(__import__('pathlib').Path({str(fp32.path)!r}) / 'manifest.json'); m.precision = 'bf16'\n"
         f"create_engine(__import__('pathlib').Path({str(fp32.path)!r}), m)\n"
     )
@@ -167,7 +167,7 @@ def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(varian
     path = minilm_exports[variant].path
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['nncf'] = None; sys.modules['optimum'] = None\n"
-        "from xscore.service.registry import ModelSpec, load_model\n"
+        "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('m', {str(path)!r}), progress=False)\n"
         "print(model.engine.name, model.engine.precision, model.score_pairs(['q'], ['d']).scores[0])\n"
         "assert not any(name.split('.')[0] in ('torch', 'nncf') and sys.modules[name] is not None "

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from xscore.service.engines import resolve_engine
-from xscore.service.errors import ErrorCode, XscoreError
-from xscore.service.scorer import Item, Limits, PairsRequest, ScoreRequest, Scorer
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.service.models.engines import resolve_engine
+from xscore.service.serving.scorer import Item, Limits, PairsRequest, Scorer, ScoreRequest
 
 
 @pytest.fixture(scope="module")

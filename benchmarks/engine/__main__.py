@@ -14,16 +14,21 @@ import statistics
 import time
 from pathlib import Path
 
-from xscore.service.basemodel import build_minilm_cross_encoder
-from xscore.service.export import export
-from xscore.service.hardware import physical_cores
-
 from benchmarks.corpus import rerank_workload
-
-from . import report
-from .attempts import ATTEMPTS, Attempt, baseline_scorer, engine_scorer, register_comparison_variants, \
-    service_scorer, variants_needed
-from .evaluation import Scorer, compare, corpus_queries, reference_scores
+from benchmarks.engine import report
+from benchmarks.engine.attempts import (
+    ATTEMPTS,
+    Attempt,
+    baseline_scorer,
+    engine_scorer,
+    register_comparison_variants,
+    service_scorer,
+    variants_needed,
+)
+from benchmarks.engine.evaluation import Scorer, compare, corpus_queries, reference_scores
+from benchmarks.models import build_minilm_cross_encoder
+from xscore.service.models.export import export
+from xscore.service.models.hardware import physical_cores
 
 log = logging.getLogger("benchmarks.engine")
 

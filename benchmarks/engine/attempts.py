@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xscore.service.export import ExportResult, OrtDynamicInt8Builder, register_variant
-from xscore.service.fidelity import GATES
-from xscore.service.scoring import ScoringModel
-
-from .evaluation import Scorer
+from benchmarks.engine.evaluation import Scorer
+from xscore.service.models.export import ExportResult, OrtDynamicInt8Builder, register_variant
+from xscore.service.models.fidelity import GATES
+from xscore.service.models.model import ScoringModel
 
 # onnxruntime's dynamic int8, kept beside NNCF's int8 as the comparison it replaced
 ORT_INT8 = "int8-ortdyn"
@@ -90,8 +89,8 @@ def variants_needed(attempts: Sequence[Attempt]) -> list[str]:
 
 
 def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
-    from xscore.service.engines.onnxruntime import OnnxRuntimeEngine
-    from xscore.service.engines.openvino import OpenVinoEngine
+    from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
+    from xscore.service.models.engines.openvino import OpenVinoEngine
 
     path = exported.path / exported.manifest.model_file
     precision = exported.manifest.precision

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xscore.service.fidelity import spearman, top_k_agreement
+from xscore.service.models.fidelity import spearman, top_k_agreement
 
 Scorer = Callable[[str, Sequence[str]], np.ndarray]  # (query, candidates) -> scores, input order
 

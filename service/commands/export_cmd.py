@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..export import BUILDERS, export
-from .options import env
+from xscore.service.commands.options import env
+from xscore.service.models.export import BUILDERS, export
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

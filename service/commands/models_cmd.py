@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import cache
+from xscore.service.models import cache
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,13 +51,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_build_default(args: argparse.Namespace) -> int:
-    from ..defaultmodel import ARTIFACT_DIR, build_default
+    from xscore.recipes.default_model import ARTIFACT_DIR, build_default
 
     print(build_default(args.dest or ARTIFACT_DIR, data_dir=args.data_dir, evaluate=not args.no_evaluate))
     return 0
 
 
 def run_evaluate_default(args: argparse.Namespace) -> int:
-    from ..defaultmodel.__main__ import main as defaultmodel_main
+    from xscore.recipes.default_model.__main__ import main as defaultmodel_main
 
     return defaultmodel_main(["evaluate", *[f"--variant={v}" for v in args.variant], *(["--json"] if args.json else [])])

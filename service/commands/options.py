@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..engines import DEVICES, ENGINES
-from ..registry import VARIANTS
+from xscore.service.models.engines import DEVICES, ENGINES
+from xscore.service.models.registry import VARIANTS
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from ..registry import ModelSpec, default_spec, load_model
-from ..ranking import rank_order
-from .options import add_engine_options, env
+from xscore.service.commands.options import add_engine_options, env
+from xscore.service.models.registry import ModelSpec, default_spec, load_model
+from xscore.service.serving.ranking import rank_order
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from ..batcher import BatcherConfig
-from ..errors import invalid
-from ..registry import ModelSpec, default_spec
-from ..runtime import Runtime, ServeConfig, load_models
-from ..scorer import Limits
-from .options import add_engine_options, env
+from xscore.api.errors import invalid
+from xscore.service.commands.options import add_engine_options, env
+from xscore.service.models.registry import ModelSpec, default_spec
+from xscore.service.serving.batcher import BatcherConfig
+from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
+from xscore.service.serving.scorer import Limits
 
 
 def _int_env(name: str, default: int | None) -> int | None:

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from .manifest import MANIFEST_NAME, Manifest
-from .sources import ModelSource
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.sources import ModelSource
 
 # Bump when the export recipe changes in a way that changes the artifacts.
 RECIPE_VERSION = "1"

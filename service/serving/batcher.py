@@ -32,11 +32,11 @@ from functools import partial
 
 import numpy as np
 
-from .batching import select_batch
-from .errors import ErrorCode, XscoreError
-from .metrics import Metrics
-from .scoring import ScoringModel
-from .tokenization import EncodedBatch, EncodedPair, pad_batch
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.service.models.model import ScoringModel
+from xscore.service.models.planner import select_batch
+from xscore.service.models.tokenization import EncodedBatch, EncodedPair, pad_batch
+from xscore.service.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`python -m xscore.service.defaultmodel build|evaluate|materialize` (the model card is in README.md, "The default model")."""
+"""`python -m xscore.recipes.default_model build|evaluate|materialize` (the model card is in README.md, "The default model")."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from . import ARTIFACT_DIR, ScorePairs, build_default, evaluate_default, materialize_default, metrics_table
+from xscore.recipes.default_model import (
+    ARTIFACT_DIR,
+    ScorePairs,
+    build_default,
+    evaluate_default,
+    materialize_default,
+    metrics_table,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xscore.service.defaultmodel")
+    parser = argparse.ArgumentParser(prog="python -m xscore.recipes.default_model")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="rerun the recipe (apt data, training, evaluation)")
     build.add_argument("--dest", type=Path, default=ARTIFACT_DIR,
@@ -39,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _served_variants(model_dir: Path | None, variants: list[str]) -> dict[str, ScorePairs]:
     """score_pairs callables over the exported variants, as the service would run them."""
-    from ..registry import ModelSpec, default_spec, load_model
+    from xscore.service.models.registry import ModelSpec, default_spec, load_model
 
     spec = ModelSpec("default", str(model_dir)) if model_dir else default_spec()
     scorers: dict[str, ScorePairs] = {}

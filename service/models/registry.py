@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache
-from .engines import create_engine, resolve_device, resolve_engine
-from .errors import XscoreError, model_error
-from .export import BUILDERS, export, find_exported
-from .manifest import MANIFEST_NAME, Manifest
-from .scoring import ScoringModel
+from xscore.api.errors import XscoreError, model_error
+from xscore.service.models import cache
+from xscore.service.models.engines import create_engine, resolve_device, resolve_engine
+from xscore.service.models.export import BUILDERS, export, find_exported
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.model import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ModelSpec:
 
 def default_spec() -> ModelSpec:
     """The trained default cross-encoder, assembled (torch-free) from the shipped artifact."""
-    from .defaultmodel import materialize_default
+    from xscore.service.models.defaultmodel import materialize_default
 
     return ModelSpec(DEFAULT_NAME, str(materialize_default(cache.cache_root() / "models" / "default")))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import model_error
-from ..hardware import physical_cores
-from ..tokenization import EncodedBatch
+from xscore.api.errors import model_error
+from xscore.service.models.hardware import physical_cores
+from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 

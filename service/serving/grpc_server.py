@@ -17,9 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from xscore.v1 import score_pb2, score_pb2_grpc
-
-from .errors import (
+from xscore.api.errors import (
     ERROR_CODE_METADATA,
     ERROR_DETAILS_METADATA,
     GRPC_STATUS,
@@ -28,7 +26,16 @@ from .errors import (
     ErrorCode,
     XscoreError,
 )
-from .scorer import Item, ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult, Scorer
+from xscore.service.serving.scorer import (
+    Item,
+    ModelInfo,
+    PairsRequest,
+    PairsResult,
+    Scorer,
+    ScoreRequest,
+    ScoreResult,
+)
+from xscore.v1 import score_pb2, score_pb2_grpc
 
 log = logging.getLogger(__name__)
 

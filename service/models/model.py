@@ -7,19 +7,19 @@ CLI, the exporter's parity checks and the engine benchmark.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .activation import Activation, activation_from_config
-from .batching import plan_batches
-from .engines.base import Engine
-from .errors import ErrorCode, XscoreError, invalid
-from .manifest import MANIFEST_NAME, Manifest
-from .tokenization import EncodedPair, PairTokenizer, pad_batch
+from xscore.api.errors import ErrorCode, XscoreError, invalid
+from xscore.service.models.activation import Activation, activation_from_config
+from xscore.service.models.engines.base import Engine
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.planner import plan_batches
+from xscore.service.models.tokenization import EncodedPair, PairTokenizer, pad_batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .batcher import Batcher, BatcherConfig
-from .errors import model_error
-from .grpc_server import GrpcServer
-from .metrics import Metrics
-from .registry import ModelSpec, load_model
-from .scorer import Limits, Scorer
-from .scoring import ScoringModel
+from xscore.api.errors import model_error
+from xscore.service.models.model import ScoringModel
+from xscore.service.models.registry import ModelSpec, load_model
+from xscore.service.serving.batcher import Batcher, BatcherConfig
+from xscore.service.serving.grpc_server import GrpcServer
+from xscore.service.serving.metrics import Metrics
+from xscore.service.serving.scorer import Limits, Scorer
 
 if TYPE_CHECKING:
     from xscore.gateway.upstream import RemoteScorer

@@ -19,20 +19,24 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import cache
-from .activation import activation_from_config
-from .engines import create_engine
-from .engines.base import Engine
-from .engines.onnxruntime import cuda_available
-from .engines.openvino import inference_precision, nncf_available, openvino_available
-from .errors import model_error
-from .fidelity import GATES, Fidelity, measure
-from .hardware import has_bf16, is_x86_64
-from .manifest import MANIFEST_NAME, Manifest
-from .probes import probe_pairs
-from .sources import ModelSource, read_config, resolve_source
-from .stdlib_text import calibration_pairs
-from .tokenization import EncodedPair, PairTokenizer, pad_batch
+from xscore.api.errors import model_error
+from xscore.service.models import cache
+from xscore.service.models.activation import activation_from_config
+from xscore.service.models.calibration import calibration_pairs
+from xscore.service.models.engines import create_engine
+from xscore.service.models.engines.base import Engine
+from xscore.service.models.engines.onnxruntime import cuda_available
+from xscore.service.models.engines.openvino import (
+    inference_precision,
+    nncf_available,
+    openvino_available,
+)
+from xscore.service.models.fidelity import GATES, Fidelity, measure
+from xscore.service.models.hardware import has_bf16, is_x86_64
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.probes import probe_pairs
+from xscore.service.models.sources import ModelSource, read_config, resolve_source
+from xscore.service.models.tokenization import EncodedPair, PairTokenizer, pad_batch
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from .data import TrainGroup
+from xscore.recipes.default_model.data import TrainGroup
 
 if TYPE_CHECKING:
     from transformers import BertForSequenceClassification

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import model_error
-from ..hardware import is_x86_64
-from ..manifest import Manifest
-from .base import Engine
-from .onnxruntime import OnnxRuntimeEngine, cuda_available
-from .openvino import OpenVinoEngine, openvino_available
+from xscore.api.errors import model_error
+from xscore.service.models.engines.base import Engine
+from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine, cuda_available
+from xscore.service.models.engines.openvino import OpenVinoEngine, openvino_available
+from xscore.service.models.hardware import is_x86_64
+from xscore.service.models.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

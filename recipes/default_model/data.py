@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xscore.service.models.defaultmodel import sha256_file
+
 APT_LISTS = Path("/var/lib/apt/lists")
 TRANSLATION_FILE = "Translation-en.txt"
 PACKAGES_FILE = "Packages.txt"
@@ -91,14 +93,6 @@ def _cat_lists(files: list[Path], out: Path) -> None:
             # apt-helper knows every compression apt uses (lz4, xz, gz, zstd).
             sink.write(subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(path)],
                                       check=True, capture_output=True).stdout)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- parsing

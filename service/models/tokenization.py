@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from .errors import ErrorCode, XscoreError, model_error
+from xscore.api.errors import ErrorCode, XscoreError, model_error
 
 DEFAULT_MAX_LENGTH = 512
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import model_error
-from ..hardware import has_bf16, physical_cores
-from ..tokenization import EncodedBatch
+from xscore.api.errors import model_error
+from xscore.service.models.hardware import has_bf16, physical_cores
+from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..tokenization import EncodedBatch
+from xscore.service.models.tokenization import EncodedBatch
 
 
 class Engine(Protocol):

@@ -15,11 +15,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from .batcher import Batcher
-from .errors import ErrorCode, XscoreError, invalid
-from .metrics import Metrics
-from .ranking import rank_order
-from .scoring import ScoringModel
+from xscore.api.errors import ErrorCode, XscoreError, invalid
+from xscore.service.models.model import ScoringModel
+from xscore.service.serving.batcher import Batcher
+from xscore.service.serving.metrics import Metrics
+from xscore.service.serving.ranking import rank_order
 
 _T = TypeVar("_T")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import Bm25, EvalQuery
-from .metrics import mean, ndcg_at, ranked_relevance, reciprocal_rank_at
+from xscore.recipes.default_model.data import Bm25, EvalQuery
+from xscore.recipes.default_model.metrics import mean, ndcg_at, ranked_relevance, reciprocal_rank_at
 
 ScorePairs = Callable[[list[tuple[str, str]]], np.ndarray]
 

@@ -1,0 +1,1 @@
+"""Recipes that produce what the service ships (run by nothing that serves)."""

@@ -1,0 +1,1 @@
+"""The model pipeline: sources, export, variants and their fidelity gates, the cache, tokenization, engines."""

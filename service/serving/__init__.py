@@ -1,0 +1,1 @@
+"""Serving: the Scorer façade, the micro-batcher, the gRPC transport, the process runtime, metrics."""
