@@ -11,13 +11,7 @@ from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
 from xscore.api.errors import invalid
-from xscore.service.serving.scorer import (
-    ModelInfo,
-    PairsRequest,
-    PairsResult,
-    ScoreRequest,
-    ScoreResult,
-)
+from xscore.api.schema import ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult
 
 T = TypeVar("T")
 

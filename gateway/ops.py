@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.schema import ModelInfo
 from xscore.gateway.backend import get_model, is_ready, list_models
 from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.media import Negotiated
 from xscore.gateway.responses import EncodedResponse
-from xscore.service.serving.scorer import ModelInfo
 
 
 def _model(info: ModelInfo) -> dict[str, Any]:

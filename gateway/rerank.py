@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from xscore.api.schema import Item, ScoreRequest, ScoreResult
 from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
@@ -21,7 +22,6 @@ from xscore.gateway.fields import Fields, wrong_type
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload
 from xscore.gateway.responses import EncodedResponse, timing_headers
-from xscore.service.serving.scorer import Item, ScoreRequest, ScoreResult
 
 
 def _document(value: Any, path: str) -> Item:

@@ -7,9 +7,9 @@ from typing import Any
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
+from xscore.api.schema import Timing
 from xscore.gateway.codec import encode
 from xscore.gateway.media import Negotiated
-from xscore.service.serving.scorer import Timing
 
 
 class EncodedResponse(Response):

@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xscore.api.errors import invalid
+from xscore.api.schema import Item, ScoreRequest, ScoreResult
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.fields import Fields, wrong_type
 from xscore.gateway.media import Negotiated
 from xscore.gateway.requests import deadline_of, read_payload
 from xscore.gateway.responses import EncodedResponse, timing_headers
-from xscore.service.serving.scorer import Item, ScoreRequest, ScoreResult
 
 
 def _item(value: Any, path: str) -> Item:

@@ -24,7 +24,7 @@ from xscore.api.errors import (
     XscoreError,
     invalid,
 )
-from xscore.service.serving.scorer import (
+from xscore.api.schema import (
     ModelInfo,
     PairsRequest,
     PairsResult,

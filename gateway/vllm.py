@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xscore.api.errors import invalid
+from xscore.api.schema import PairsRequest, PairsResult
 from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
@@ -23,7 +24,6 @@ from xscore.gateway.fields import Fields, string_or_strings
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload
 from xscore.gateway.responses import EncodedResponse, timing_headers
-from xscore.service.serving.scorer import PairsRequest, PairsResult
 
 
 def _texts(fields: Fields, names: tuple[str, ...]) -> list[str]:

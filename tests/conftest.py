@@ -51,16 +51,16 @@ def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_export):
     from xscore.service.models.engines import create_engine
-    from xscore.service.models.model import ScoringModel
+    from xscore.service.models.model import LoadedModel
 
     engine = create_engine(tiny_export.path, tiny_export.manifest, device="cpu")
-    return ScoringModel.load("tiny", tiny_export.path, engine)
+    return LoadedModel.load("tiny", tiny_export.path, engine)
 
 
 @pytest.fixture(scope="session")
 def minilm_model(minilm_exports):
     from xscore.service.models.engines import create_engine
-    from xscore.service.models.model import ScoringModel
+    from xscore.service.models.model import LoadedModel
 
     fp32 = minilm_exports["fp32"]
-    return ScoringModel.load("minilm", fp32.path, create_engine(fp32.path, fp32.manifest, device="cpu"))
+    return LoadedModel.load("minilm", fp32.path, create_engine(fp32.path, fp32.manifest, device="cpu"))

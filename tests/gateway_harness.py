@@ -68,7 +68,8 @@ def decoded(response: httpx.Response) -> Any:
 # Fixtures, imported by the gateway test modules.
 import pytest  # noqa: E402
 
-from xscore.service.serving.scorer import Limits, Scorer  # noqa: E402
+from xscore.service.serving.scorer import Scorer  # noqa: E402
+from xscore.service.serving.validation import Limits  # noqa: E402
 
 SCORER_LIMITS = Limits(max_items_per_request=32, max_text_chars=4000)
 
@@ -80,15 +81,33 @@ def loop() -> Iterator[LoopThread]:
     thread.close()
 
 
+@contextmanager
+def started_scorer(loop: LoopThread, models: dict[str, Any]) -> Iterator[Scorer]:
+    """A Scorer with its batchers running on the gateway's loop, as `xscore serve` runs it."""
+
+    async def start() -> Scorer:
+        scorer = Scorer(models, SCORER_LIMITS)
+        scorer.start()
+        return scorer
+
+    scorer = loop.run(start())
+    try:
+        yield scorer
+    finally:
+        loop.run(scorer.close())
+
+
 @pytest.fixture(scope="session")
-def scorer(tiny_model: Any) -> Scorer:
+def scorer(loop: LoopThread, tiny_model: Any) -> Iterator[Scorer]:
     """Two names for one model: a plain one and a hub-style one with a slash."""
-    return Scorer({"tiny": tiny_model, "org/tiny": tiny_model}, SCORER_LIMITS)
+    with started_scorer(loop, {"tiny": tiny_model, "org/tiny": tiny_model}) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
-def single_scorer(tiny_model: Any) -> Scorer:
-    return Scorer({"tiny": tiny_model}, SCORER_LIMITS)
+def single_scorer(loop: LoopThread, tiny_model: Any) -> Iterator[Scorer]:
+    with started_scorer(loop, {"tiny": tiny_model}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from texts import mixed_documents
 
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models.planner import select_batch
+from xscore.service.models.tokenization import pad_batch
 from xscore.service.serving.batcher import Batcher, BatcherConfig
 from xscore.service.serving.metrics import Metrics
 
@@ -22,8 +23,22 @@ def run(coroutine):
 
 
 def logits_alone(model, query: str, documents: list[str]) -> np.ndarray:
+    """Each pair run by the engine in a batch of its own: no padding, no batch-mates."""
     pairs = model.tokenizer.encode([query] * len(documents), documents)
-    return model.logits(pairs)
+    return np.concatenate([model.engine.run(pad_batch([pair], model.tokenizer.pad_id)) for pair in pairs])
+
+
+def batcher_for(model, metrics: Metrics | None = None, config: BatcherConfig | None = None) -> Batcher:
+    return Batcher(model.name, model.engine, model.tokenizer.pad_id, metrics, config)
+
+
+async def submit(batcher: Batcher, model, queries: list[str], documents: list[str], deadline: float | None = None):
+    """What the Scorer does with a request: admit, encode, run, release."""
+    job = batcher.admit(len(documents), deadline)
+    try:
+        return await batcher.run(job, model.tokenizer.encode(queries, documents))
+    finally:
+        batcher.release(job)
 
 
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=60), st.data(),
@@ -45,16 +60,16 @@ def test_concurrent_requests_share_batches_and_score_as_if_alone(tiny_model):
 
     async def scenario():
         metrics = Metrics()
-        batcher = Batcher(tiny_model, metrics, BatcherConfig(max_batch_tokens=2048))
+        batcher = batcher_for(tiny_model, metrics, BatcherConfig(max_batch_tokens=2048))
         batcher.start()
-        results = await asyncio.gather(*(batcher.score([q] * len(d), d) for q, d in requests))
+        results = await asyncio.gather(*(submit(batcher, tiny_model, [q] * len(d), d) for q, d in requests))
         await batcher.close()
         return metrics, results
 
     metrics, results = run(scenario())
     for (query, docs), result in zip(requests, results):
         np.testing.assert_allclose(result.logits, logits_alone(tiny_model, query, docs), atol=1e-5)
-        assert result.tokens > 0
+        assert result.inference_ms > 0 and result.queue_ms >= 0
     batches = metrics.value("xscore_batch_requests_count", model="tiny")
     single_request_batches = metrics.value("xscore_batch_requests_bucket", model="tiny", le="1.0")
     assert batches < len(requests)
@@ -66,9 +81,9 @@ def test_a_big_request_does_not_starve_a_small_one_behind_it(tiny_model):
     big = mixed_documents(60, longest_words=40)
 
     async def scenario():
-        batcher = Batcher(tiny_model, Metrics(), BatcherConfig(max_batch_tokens=512))
-        big_task = asyncio.create_task(batcher.score(["big query"] * len(big), big))
-        small_task = asyncio.create_task(batcher.score(["small query"], ["one short document"]))
+        batcher = batcher_for(tiny_model, Metrics(), BatcherConfig(max_batch_tokens=512))
+        big_task = asyncio.create_task(submit(batcher, tiny_model, ["big query"] * len(big), big))
+        small_task = asyncio.create_task(submit(batcher, tiny_model, ["small query"], ["one short document"]))
         await asyncio.sleep(0)  # both admitted and queued before scheduling starts
         batcher.start()
         await small_task
@@ -83,10 +98,11 @@ def test_a_big_request_does_not_starve_a_small_one_behind_it(tiny_model):
 def test_cancelled_and_expired_requests_never_reach_the_engine(tiny_model):
     async def scenario():
         metrics = Metrics()
-        batcher = Batcher(tiny_model, metrics)
-        kept = asyncio.create_task(batcher.score(["q"] * 3, ["a", "b", "c"]))
-        cancelled = asyncio.create_task(batcher.score(["q"] * 4, ["d", "e", "f", "g"]))
-        expiring = asyncio.create_task(batcher.score(["q"] * 5, list("hijkl"), deadline=time.monotonic() + 0.05))
+        batcher = batcher_for(tiny_model, metrics)
+        kept = asyncio.create_task(submit(batcher, tiny_model, ["q"] * 3, ["a", "b", "c"]))
+        cancelled = asyncio.create_task(submit(batcher, tiny_model, ["q"] * 4, ["d", "e", "f", "g"]))
+        expiring = asyncio.create_task(
+            submit(batcher, tiny_model, ["q"] * 5, list("hijkl"), deadline=time.monotonic() + 0.05))
         await asyncio.sleep(0)
         cancelled.cancel()
         with pytest.raises(XscoreError) as expired:
@@ -109,14 +125,14 @@ def test_cancelled_and_expired_requests_never_reach_the_engine(tiny_model):
 def test_a_full_queue_fails_fast_with_a_retry_after(tiny_model):
     async def scenario():
         metrics = Metrics()
-        batcher = Batcher(tiny_model, metrics, BatcherConfig(max_queue_pairs=10))
-        first = asyncio.create_task(batcher.score(["q"] * 8, ["d"] * 8))
+        batcher = batcher_for(tiny_model, metrics, BatcherConfig(max_queue_pairs=10))
+        first = asyncio.create_task(submit(batcher, tiny_model, ["q"] * 8, ["d"] * 8))
         await asyncio.sleep(0)
         with pytest.raises(XscoreError) as refused:
-            await batcher.score(["q"] * 5, ["d"] * 5)
+            await submit(batcher, tiny_model, ["q"] * 5, ["d"] * 5)
         batcher.start()
         await first
-        after = await batcher.score(["q"] * 5, ["d"] * 5)  # room again once the first is answered
+        after = await submit(batcher, tiny_model, ["q"] * 5, ["d"] * 5)  # room again once the first is answered
         await batcher.close()
         return metrics, refused.value, after
 
@@ -130,8 +146,8 @@ def test_a_full_queue_fails_fast_with_a_retry_after(tiny_model):
 
 def test_closing_fails_queued_requests_as_unavailable(tiny_model):
     async def scenario():
-        batcher = Batcher(tiny_model, Metrics())
-        queued = asyncio.create_task(batcher.score(["q"], ["d"]))
+        batcher = batcher_for(tiny_model, Metrics())
+        queued = asyncio.create_task(submit(batcher, tiny_model, ["q"], ["d"]))
         await asyncio.sleep(0)
         await batcher.close()
         with pytest.raises(XscoreError) as closed:
@@ -141,44 +157,46 @@ def test_closing_fails_queued_requests_as_unavailable(tiny_model):
     assert run(scenario()).code is ErrorCode.UNAVAILABLE
 
 
-def test_the_scorer_gives_the_same_answer_with_and_without_batching(tiny_model):
-    from xscore.service.serving.scorer import Item, Scorer, ScoreRequest
+def test_the_scorer_answers_as_the_engine_scores_each_pair_alone(tiny_model):
+    from xscore.api.schema import Item, ScoreRequest
+    from xscore.service.serving.scorer import Scorer
 
-    request = ScoreRequest("tiny", "which passage ranks best", [Item(t) for t in mixed_documents(12, seed=3)],
-                           top_k=5)
+    documents = mixed_documents(12, seed=3)
+    request = ScoreRequest("tiny", "which passage ranks best", [Item(t) for t in documents], top_k=5)
 
     async def scenario():
-        batcher = Batcher(tiny_model)
-        batcher.start()
-        batched = await Scorer({"tiny": tiny_model}, batchers={"tiny": batcher}).score(request)
-        await batcher.close()
-        return batched
+        scorer = Scorer({"tiny": tiny_model}, batching=BatcherConfig(max_batch_tokens=512))
+        scorer.start()
+        result = await scorer.score(request)
+        await scorer.close()
+        return result
 
-    batched = run(scenario())
-    direct = run(Scorer({"tiny": tiny_model}).score(request))
-    assert [e.index for e in batched.scores] == [e.index for e in direct.scores]
-    assert [e.score for e in batched.scores] == pytest.approx([e.score for e in direct.scores], abs=1e-6)
-    assert batched.usage == direct.usage
+    result = run(scenario())
+    alone = tiny_model.activation.apply(logits_alone(tiny_model, request.query, documents))
+    assert [e.index for e in result.scores] == np.argsort(-alone, kind="stable")[:5].tolist()
+    assert [e.score for e in result.scores] == pytest.approx(np.sort(alone)[::-1][:5].tolist(), abs=1e-5)
+    assert result.usage.pairs == 12 and result.usage.tokens == sum(
+        pair.length for pair in tiny_model.tokenizer.encode([request.query] * 12, documents))
 
 
 def test_a_draining_scorer_refuses_new_calls_and_finishes_admitted_ones(tiny_model):
-    from xscore.service.serving.scorer import Item, Scorer, ScoreRequest
+    from xscore.api.schema import Item, ScoreRequest
+    from xscore.service.serving.scorer import Scorer
 
     async def scenario():
-        batcher = Batcher(tiny_model)
-        scorer = Scorer({"tiny": tiny_model}, batchers={"tiny": batcher})
+        scorer = Scorer({"tiny": tiny_model})
         flipped = []
         scorer.on_drain(lambda: flipped.append(scorer.ready))
         admitted = asyncio.create_task(scorer.score(ScoreRequest("tiny", "q", [Item("d")])))
         await asyncio.sleep(0)
-        assert not scorer.ready  # batcher not started yet
-        batcher.start()
+        assert not scorer.ready  # batchers not started yet
+        scorer.start()
         assert scorer.ready
         scorer.begin_drain()
         with pytest.raises(XscoreError) as refused:
             await scorer.score(ScoreRequest("tiny", "q", [Item("d")]))
         idle = await scorer.wait_idle(timeout=30)
-        await batcher.close()
+        await scorer.close()
         return flipped, refused.value, admitted.result(), idle, scorer
 
     flipped, refused, admitted, idle, scorer = run(scenario())
@@ -186,4 +204,3 @@ def test_a_draining_scorer_refuses_new_calls_and_finishes_admitted_ones(tiny_mod
     assert refused.code is ErrorCode.UNAVAILABLE
     assert admitted.usage.pairs == 1
     assert scorer.metrics.value("xscore_requests_total", model="tiny", status="UNAVAILABLE") == 1
-    assert scorer.metrics.value("xscore_requests_total", model="tiny", status="ok") == 1

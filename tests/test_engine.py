@@ -7,6 +7,7 @@ import random
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scoring import score_pairs
 from texts import mixed_documents
 
 from xscore.service.models.activation import Activation, activation_from_config
@@ -17,22 +18,22 @@ from xscore.service.models.tokenization import split_lengths
 def test_a_pair_scores_the_same_alone_and_inside_a_shuffled_batch_of_64(tiny_model):
     documents = mixed_documents(64, seed=1)
     query = "ranking search service"
-    together = tiny_model.score_pairs([query] * 64, documents).scores
+    together = score_pairs(tiny_model, [query] * 64, documents).scores
     order = list(range(64))
     random.Random(2).shuffle(order)
-    shuffled = tiny_model.score_pairs([query] * 64, [documents[i] for i in order]).scores
+    shuffled = score_pairs(tiny_model, [query] * 64, [documents[i] for i in order]).scores
     for position, index in enumerate(order):
         assert abs(shuffled[position] - together[index]) <= 1e-6
     for index in (0, 17, 63):
-        alone = tiny_model.score_pairs([query], [documents[index]]).scores[0]
+        alone = score_pairs(tiny_model, [query], [documents[index]]).scores[0]
         assert abs(alone - together[index]) <= 1e-6
 
 
 def test_scores_do_not_depend_on_the_token_budget(minilm_model):
     documents = mixed_documents(40, seed=3)
     queries = ["cross encoder latency"] * 40
-    small = minilm_model.score_pairs(queries, documents, max_tokens=256).scores
-    large = minilm_model.score_pairs(queries, documents, max_tokens=16384).scores
+    small = score_pairs(minilm_model, queries, documents, max_tokens=256).scores
+    large = score_pairs(minilm_model, queries, documents, max_tokens=16384).scores
     assert np.max(np.abs(small - large)) <= 1e-5
 
 
@@ -50,7 +51,7 @@ def test_over_long_pairs_are_flagged_and_cut_as_transformers_cuts_them(tiny_mode
         expected = reference(query, document, truncation="longest_first", max_length=512)
         assert pair.ids == expected["input_ids"]
         assert pair.type_ids == expected["token_type_ids"]
-    result = tiny_model.score_pairs(*zip(*cases))
+    result = score_pairs(tiny_model, *zip(*cases))
     assert result.truncated == [0, 1, 2]
 
 
@@ -94,8 +95,8 @@ def test_split_lengths_fits_and_keeps_a_short_query_whole(query, document, budge
 
 def test_sigmoid_by_default_and_raw_returns_logits(tiny_model):
     documents = mixed_documents(5, seed=4)
-    raw = tiny_model.score_pairs(["q"] * 5, documents, raw=True).scores
-    activated = tiny_model.score_pairs(["q"] * 5, documents).scores
+    raw = score_pairs(tiny_model, ["q"] * 5, documents, raw=True).scores
+    activated = score_pairs(tiny_model, ["q"] * 5, documents).scores
     np.testing.assert_allclose(activated, 1 / (1 + np.exp(-raw)), rtol=1e-6)
 
 

@@ -6,9 +6,9 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from scoring import score_pairs
 
 from benchmarks.models import BASE_DIR
 from xscore.api.errors import ErrorCode, XscoreError
@@ -57,16 +57,16 @@ def test_cuda_asked_for_but_missing_warns_and_falls_back(caplog, tiny_export):
 
 def test_empty_query_and_empty_documents_are_refused(tiny_model):
     with pytest.raises(XscoreError, match=r"documents is empty") as caught:
-        tiny_model.score_pairs(["q"], [])
+        score_pairs(tiny_model, ["q"], [])
     assert caught.value.code == ErrorCode.INVALID_ARGUMENT
     with pytest.raises(XscoreError, match=r"queries\[1\] is empty") as caught:
-        tiny_model.score_pairs(["fine", "  "], ["a", "b"])
+        score_pairs(tiny_model, ["fine", "  "], ["a", "b"])
     assert caught.value.code == ErrorCode.UNPROCESSABLE
 
 
 def test_over_long_pair_without_truncation_names_index_and_token_counts(tiny_model):
     with pytest.raises(XscoreError) as caught:
-        tiny_model.score_pairs(["q", "q", "q"], ["short", "word " * 600, "also short"], truncate=False)
+        score_pairs(tiny_model, ["q", "q", "q"], ["short", "word " * 600, "also short"], truncate=False)
     error = caught.value
     assert error.code == ErrorCode.UNPROCESSABLE
     assert "pair 1 is 604 tokens (query 1, document 600, special 3)" in error.message
@@ -114,7 +114,8 @@ def test_serving_a_cached_export_never_imports_torch(tiny_export):
         "import sys; sys.modules['torch'] = None; sys.modules['optimum'] = None\n"
         "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('tiny', {str(tiny_export.path)!r}), progress=False)\n"
-        "print(model.score_pairs(['q'], ['d']).scores[0])\n"
+        "from xscore.service.serving.blocking import BlockingScorer\n"
+        "print(BlockingScorer(model).score_pairs(['q'], ['d']).scores[0])\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

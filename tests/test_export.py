@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scoring import score_pairs
 
 from xscore.api.errors import XscoreError
 from xscore.service.models import cache
@@ -48,7 +49,7 @@ def test_scores_from_the_loaded_model_match_torch_on_the_probe_set(minilm_model,
     from xscore.service.models.tokenization import pad_batch
 
     queries, documents = zip(*probe_pairs())
-    ours = minilm_model.score_pairs(queries, documents, raw=True).scores
+    ours = score_pairs(minilm_model, queries, documents, raw=True).scores
     reference_model = AutoModelForSequenceClassification.from_pretrained(minilm_model_dir).eval()
     pairs = minilm_model.tokenizer.encode(queries, documents)
     with torch.inference_mode():

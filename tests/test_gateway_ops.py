@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from gateway_harness import (  # noqa: F401
     JSON,
     MSGPACK,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from gateway_harness import JSON, MSGPACK, base_url, client, decoded, loop, packb, scorer  # noqa: F401
 
-from xscore.service.serving.scorer import Item, ScoreRequest
+from xscore.api.schema import Item, ScoreRequest
 
 ITEMS = [{"id": "doc-1", "text": "Python is a programming language."}, {"text": "Snakes are reptiles."},
          {"id": "doc-3", "text": "Python was created by Guido van Rossum."}, "A bare string is an item too."]
@@ -31,10 +29,10 @@ def test_score_keeps_ids_defaults_missing_ones_and_ranks_descending(client):
     assert payload["usage"]["pairs"] == 4
 
 
-def test_scores_equal_the_scorer_called_directly(client, scorer):
+def test_scores_equal_the_scorer_called_directly(client, scorer, loop):
     payload = decoded(post(client, "tiny", {"query": {"text": "q"}, "items": ITEMS}))
     items = [Item(item) if isinstance(item, str) else Item(item["text"], item.get("id")) for item in ITEMS]
-    direct = asyncio.run(scorer.score(ScoreRequest("tiny", "q", items)))
+    direct = loop.run(scorer.score(ScoreRequest("tiny", "q", items)))
     assert [(e["item_id"], e["score"]) for e in payload["scores"]] == [(e.item_id, e.score) for e in direct.scores]
 
 

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from scoring import score_pairs
 from servers import RunningServer, wait_until
 from texts import mixed_documents
 
@@ -19,7 +20,7 @@ from xscore.client import AsyncScorerClient, RetryPolicy, ScorerClient
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.grpc_server import _status_of
 from xscore.service.serving.runtime import ServeConfig
-from xscore.service.serving.scorer import Limits
+from xscore.service.serving.validation import Limits
 from xscore.v1 import score_pb2
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -67,7 +68,7 @@ def test_64_concurrent_calls_of_mixed_sizes_score_as_if_alone_and_share_batches(
 
     responses = asyncio.run(call_all())
     for (query, docs), response in zip(requests, responses):
-        alone = tiny_model.score_pairs([query] * len(docs), docs, raw=True).scores
+        alone = score_pairs(tiny_model, [query] * len(docs), docs, raw=True).scores
         got = np.zeros(len(docs), dtype=np.float32)
         for entry in response.scores:
             got[entry.index] = entry.score
@@ -96,7 +97,7 @@ def test_score_keeps_ids_ranks_descending_and_cuts_top_k_after_sorting(client):
 
 def test_score_pairs_one_to_one_one_to_many_and_n_to_n_in_input_order(client, tiny_model):
     docs = ["first doc", "a second document", "third"]
-    expected = tiny_model.score_pairs(["q"] * 3, docs).scores
+    expected = score_pairs(tiny_model, ["q"] * 3, docs).scores
     assert client.score_pairs(["q"], docs, model="tiny").scores == pytest.approx(expected, abs=1e-6)
     assert client.score_pairs(["q"] * 3, docs, model="tiny").scores == pytest.approx(expected, abs=1e-6)
     assert client.score_pairs(["q"], ["third"], model="tiny").scores == pytest.approx([expected[2]], abs=1e-6)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scoring import score_pairs
 from texts import mixed_documents
 
 from xscore.api.errors import XscoreError
@@ -18,8 +19,7 @@ from xscore.service.models.engines import create_engine
 from xscore.service.models.engines.openvino import openvino_available
 from xscore.service.models.export import Bf16Builder, NncfInt8Builder, export
 from xscore.service.models.fidelity import GATES, measure
-from xscore.service.models.manifest import Manifest
-from xscore.service.models.model import ScoringModel
+from xscore.service.models.model import LoadedModel
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.registry import ModelSpec, auto_order, load_model
 
@@ -28,10 +28,10 @@ needs_bf16 = pytest.mark.skipif(Bf16Builder().available() is not None, reason="n
 
 
 def _scores(export_result, engine: str, queries, documents) -> np.ndarray:
-    model = ScoringModel.load("m", export_result.path,
+    model = LoadedModel.load("m", export_result.path,
                               create_engine(export_result.path, export_result.manifest, engine=engine, device="cpu"))
     assert model.engine.name == engine
-    return model.score_pairs(queries, documents, raw=True).scores
+    return score_pairs(model, queries, documents, raw=True).scores
 
 
 @pytest.mark.parametrize("which", ["tiny", "minilm"])
@@ -69,10 +69,10 @@ def test_lossy_variants_score_within_their_recorded_fidelity(variant, minilm_exp
 def test_int8_is_nncf_static_so_a_score_does_not_move_with_its_batch_mates(minilm_exports):
     int8 = minilm_exports["int8"]
     assert int8.manifest.extra["quantizer"].startswith("nncf")
-    model = ScoringModel.load("m", int8.path, create_engine(int8.path, int8.manifest))
+    model = LoadedModel.load("m", int8.path, create_engine(int8.path, int8.manifest))
     documents = mixed_documents(24, seed=6)
-    together = model.score_pairs(["cross encoder"] * 24, documents, raw=True).scores
-    alone = [model.score_pairs(["cross encoder"], [d], raw=True).scores[0] for d in documents[:3]]
+    together = score_pairs(model, ["cross encoder"] * 24, documents, raw=True).scores
+    alone = [score_pairs(model, ["cross encoder"], [d], raw=True).scores[0] for d in documents[:3]]
     np.testing.assert_allclose(alone, together[:3], atol=0.05)  # bf16 accumulation only
 
 
@@ -117,7 +117,8 @@ def test_openvino_missing_falls_back_to_onnxruntime_with_a_log_line(tiny_export,
         "import sys, logging; sys.modules['openvino'] = None; logging.basicConfig(level=logging.INFO)\n"
         "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('tiny', {str(tiny_export.path)!r}), engine='openvino', progress=False)\n"
-        "print(model.engine.name, model.score_pairs(['q'], ['d']).scores[0])\n"
+        "from xscore.service.serving.blocking import BlockingScorer\n"
+        "print(model.engine.name, BlockingScorer(model).score_pairs(['q'], ['d']).scores[0])\n"
     )
     done = _run(script, cache_dir)
     assert done.returncode == 0, done.stderr
@@ -169,7 +170,8 @@ def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(varian
         "import sys; sys.modules['torch'] = None; sys.modules['nncf'] = None; sys.modules['optimum'] = None\n"
         "from xscore.service.models.registry import ModelSpec, load_model\n"
         f"model = load_model(ModelSpec('m', {str(path)!r}), progress=False)\n"
-        "print(model.engine.name, model.engine.precision, model.score_pairs(['q'], ['d']).scores[0])\n"
+        "from xscore.service.serving.blocking import BlockingScorer\n"
+        "print(model.engine.name, model.engine.precision, BlockingScorer(model).score_pairs(['q'], ['d']).scores[0])\n"
         "assert not any(name.split('.')[0] in ('torch', 'nncf') and sys.modules[name] is not None "
         "for name in sys.modules)\n"
     )
@@ -181,11 +183,11 @@ def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(varian
 
 def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_exports):
     fp32 = minilm_exports["fp32"]
-    latency = ScoringModel.load("m", fp32.path, create_engine(fp32.path, fp32.manifest))
+    latency = LoadedModel.load("m", fp32.path, create_engine(fp32.path, fp32.manifest))
     engine = create_engine(fp32.path, fp32.manifest, streams=2, threads=2)
     assert engine.hint == "THROUGHPUT" and engine.parallelism >= 2
-    throughput = ScoringModel.load("m", fp32.path, engine)
+    throughput = LoadedModel.load("m", fp32.path, engine)
     documents = mixed_documents(48, seed=7)
-    a = latency.score_pairs(["q"] * 48, documents, raw=True, max_tokens=1024).scores
-    b = throughput.score_pairs(["q"] * 48, documents, raw=True, max_tokens=1024).scores
+    a = score_pairs(latency, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
+    b = score_pairs(throughput, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
     assert np.max(np.abs(a - b)) <= 1e-4

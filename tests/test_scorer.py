@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.schema import Item, PairsRequest, ScoreRequest
 from xscore.service.models.engines import resolve_engine
-from xscore.service.serving.scorer import Item, Limits, PairsRequest, Scorer, ScoreRequest
+from xscore.service.serving.blocking import BlockingScorer
+from xscore.service.serving.validation import Limits
 
 
 @pytest.fixture(scope="module")
-def scorer(tiny_model):
-    return Scorer({"tiny": tiny_model}, Limits(max_items_per_request=8, max_text_chars=2000))
+def blocking(tiny_model):
+    with BlockingScorer({"tiny": tiny_model}, limits=Limits(max_items_per_request=8, max_text_chars=2000)) as served:
+        yield served
 
 
-def run(coroutine):
-    return asyncio.run(coroutine)
+@pytest.fixture(scope="module")
+def scorer(blocking):
+    return blocking.scorer
 
 
-def test_score_keeps_input_ids_and_ranks_descending(scorer):
+@pytest.fixture(scope="module")
+def run(blocking):
+    return blocking.run
+
+
+def test_score_keeps_input_ids_and_ranks_descending(scorer, run):
     items = [Item("alpha document", "a"), Item("beta"), Item("gamma document here", "g")]
     result = run(scorer.score(ScoreRequest("tiny", "query", items, return_text=True)))
     assert [entry.rank for entry in result.scores] == [0, 1, 2]
@@ -31,7 +38,7 @@ def test_score_keeps_input_ids_and_ranks_descending(scorer):
     assert result.usage.pairs == 3 and result.usage.tokens > 0
 
 
-def test_ties_keep_input_order_and_top_k_cuts_after_sorting(scorer):
+def test_ties_keep_input_order_and_top_k_cuts_after_sorting(scorer, run):
     items = [Item("same"), Item("same"), Item("same")]
     result = run(scorer.score(ScoreRequest("tiny", "q", items)))
     assert [entry.index for entry in result.scores] == [0, 1, 2]
@@ -40,7 +47,7 @@ def test_ties_keep_input_order_and_top_k_cuts_after_sorting(scorer):
     assert [e.index for e in top.scores] == [e.index for e in full.scores][:2]
 
 
-def test_pairs_one_to_one_one_to_many_and_n_to_n_keep_input_order(scorer):
+def test_pairs_one_to_one_one_to_many_and_n_to_n_keep_input_order(scorer, run):
     docs = ["first", "second doc", "third one here"]
     one_to_many = run(scorer.score_pairs(PairsRequest("tiny", ["q"], docs))).scores
     n_to_n = run(scorer.score_pairs(PairsRequest("tiny", ["q", "q", "q"], docs))).scores
@@ -64,13 +71,13 @@ def test_pairs_one_to_one_one_to_many_and_n_to_n_keep_input_order(scorer):
          "pair 1 is"),
     ],
 )
-def test_bad_requests_get_precise_errors(scorer, request_, code, message):
+def test_bad_requests_get_precise_errors(scorer, run, request_, code, message):
     with pytest.raises(XscoreError, match=message) as caught:
         run(scorer.score(request_))
     assert caught.value.code == code
 
 
-def test_model_info_reports_limits(scorer):
+def test_model_info_reports_limits(scorer, run):
     info = scorer.get_model("tiny")
     expected_engine = resolve_engine("auto", "cpu")  # OpenVINO on an x86 CPU that has it
     assert (info.variant, info.engine, info.device, info.max_length) == ("fp32", expected_engine, "cpu", 512)

@@ -1,7 +1,7 @@
 """The attempts the engine benchmark measures, and how each becomes a scoring callable.
 
-Engine attempts are scored through `ScoringModel.score_pairs` (tokenization included), the same
-path the service's batcher drives. "service" attempts go through the real thing: an `xscore
+Engine attempts are scored through a `BlockingScorer` over the attempt's engine (validation,
+tokenization, the micro-batcher at the attempt's token budget), the path every request takes. "service" attempts go through the real thing: an `xscore
 serve` process on a free port with the exported variant, called by one gRPC client.
 """
 
@@ -21,7 +21,9 @@ import numpy as np
 from benchmarks.engine.evaluation import Scorer
 from xscore.service.models.export import ExportResult, OrtDynamicInt8Builder, register_variant
 from xscore.service.models.fidelity import GATES
-from xscore.service.models.model import ScoringModel
+from xscore.service.models.model import LoadedModel
+from xscore.service.serving.batcher import BatcherConfig
+from xscore.service.serving.blocking import BlockingScorer
 
 # onnxruntime's dynamic int8, kept beside NNCF's int8 as the comparison it replaced
 ORT_INT8 = "int8-ortdyn"
@@ -99,11 +101,12 @@ def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
                                 streams=attempt.streams, max_batch_tokens=attempt.budget)
     else:
         engine = OnnxRuntimeEngine(path, precision=precision, threads=attempt.threads)
-    model = ScoringModel.load(attempt.label, exported.path, engine)
+    model = LoadedModel.load(attempt.label, exported.path, engine)
+    # the benchmark process ends with its scorers; their loop threads are daemons
+    scorer = BlockingScorer(model, batching=BatcherConfig(max_batch_tokens=attempt.budget))
 
     def score(query: str, candidates: Sequence[str]) -> np.ndarray:
-        return model.score_pairs([query] * len(candidates), list(candidates), raw=True,
-                                 max_tokens=attempt.budget).scores
+        return np.asarray(scorer.score_pairs([query], list(candidates), raw=True).scores, dtype=np.float32)
 
     return score
 

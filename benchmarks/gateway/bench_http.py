@@ -30,7 +30,7 @@ def build_models(kind: str, cache: Path) -> dict:
     from benchmarks import models as basemodel
     from xscore.service.models.engines import create_engine
     from xscore.service.models.export import export
-    from xscore.service.models.model import ScoringModel
+    from xscore.service.models.model import LoadedModel
 
     build = {"tiny": basemodel.build_tiny_classifier, "minilm": basemodel.build_minilm_cross_encoder}[kind]
     source = cache / "bench-models" / kind
@@ -38,7 +38,7 @@ def build_models(kind: str, cache: Path) -> dict:
         build(source)
     exported = export(str(source), ["fp32"], root=cache, progress=False)["fp32"]
     engine = create_engine(exported.path, exported.manifest, device="cpu")
-    return {kind: ScoringModel.load(kind, exported.path, engine)}
+    return {kind: LoadedModel.load(kind, exported.path, engine)}
 
 
 def _grpc_client_process(address: str, model: str, clients: int, seconds: float, documents: int, out) -> None:
@@ -127,7 +127,7 @@ def _client_process(url: str, body_format: str, clients: int, seconds: float, do
 async def in_process(scorer, model: str, clients: int, seconds: float, documents: int) -> dict:
     """The same closed loop calling the Scorer directly: the ceiling HTTP is measured against."""
     from benchmarks.corpus import rerank_workload
-    from xscore.service.serving.scorer import Item, ScoreRequest
+    from xscore.api.schema import Item, ScoreRequest
 
     query, passages = rerank_workload(documents)
     request = ScoreRequest(model, query, [Item(text, f"d{i}") for i, text in enumerate(passages)])
@@ -150,7 +150,7 @@ async def in_process(scorer, model: str, clients: int, seconds: float, documents
 
 async def serve_and_measure(args: argparse.Namespace) -> list[dict]:
     from xscore.service.serving.runtime import Runtime, ServeConfig
-    from xscore.service.serving.scorer import Limits
+    from xscore.service.serving.validation import Limits
 
     runtime = Runtime(build_models(args.model, Path(args.cache)),
                       ServeConfig(grpc_port=0, http_port=0, limits=Limits(max_items_per_request=1000)))

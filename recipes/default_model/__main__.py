@@ -47,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 def _served_variants(model_dir: Path | None, variants: list[str]) -> dict[str, ScorePairs]:
     """score_pairs callables over the exported variants, as the service would run them."""
     from xscore.service.models.registry import ModelSpec, default_spec, load_model
+    from xscore.service.serving.blocking import BlockingScorer
 
     spec = ModelSpec("default", str(model_dir)) if model_dir else default_spec()
     scorers: dict[str, ScorePairs] = {}
     for variant in variants:
         model = load_model(spec, variant=variant, device="cpu")
+        served = BlockingScorer(model)  # lives as long as this evaluation process
 
-        def score_pairs(pairs: list[tuple[str, str]], model=model):
-            return model.score_pairs([q for q, _ in pairs], [d for _, d in pairs]).scores
+        def score_pairs(pairs: list[tuple[str, str]], served=served):
+            return served.score_pairs([q for q, _ in pairs], [d for _, d in pairs]).scores
 
         scorers[f"ONNX {variant} ({model.engine.name})"] = score_pairs
     return scorers

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from xscore.service.models.defaultmodel import sha256_file
-
 APT_LISTS = Path("/var/lib/apt/lists")
 TRANSLATION_FILE = "Translation-en.txt"
 PACKAGES_FILE = "Packages.txt"

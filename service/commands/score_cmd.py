@@ -8,7 +8,7 @@ import sys
 
 from xscore.service.commands.options import add_engine_options, env
 from xscore.service.models.registry import ModelSpec, default_spec, load_model
-from xscore.service.serving.ranking import rank_order
+from xscore.service.serving.blocking import BlockingScorer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,17 +30,14 @@ def run(args: argparse.Namespace) -> int:
     spec = ModelSpec.parse(args.model) if args.model else default_spec()
     model = load_model(spec, variant=args.variant, device=args.device, engine=args.engine,
                        threads=args.threads, max_length=args.max_length, streams=args.streams)
-    result = model.score_pairs([args.query] * len(documents), documents, raw=args.raw,
-                               truncate=args.truncate)
-    order = rank_order(result.scores)[: args.top_k]
+    with BlockingScorer(model) as scorer:
+        result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate)
     output = {
         "model": spec.name,
         "variant": model.manifest.variant,
-        "scores": [
-            {"index": int(index), "rank": rank, "score": float(result.scores[index]), "text": documents[index]}
-            for rank, index in enumerate(order)
-        ],
-        "truncated": result.truncated,
+        "scores": [{"index": entry.index, "rank": entry.rank, "score": entry.score, "text": documents[entry.index]}
+                   for entry in result.scores],
+        "truncated": result.usage.truncated,
     }
     print(json.dumps(output, indent=2, ensure_ascii=False))
     return 0

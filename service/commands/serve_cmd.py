@@ -10,7 +10,7 @@ from xscore.service.commands.options import add_engine_options, env
 from xscore.service.models.registry import ModelSpec, default_spec
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
-from xscore.service.serving.scorer import Limits
+from xscore.service.serving.validation import Limits
 
 
 def _int_env(name: str, default: int | None) -> int | None:

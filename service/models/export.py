@@ -34,9 +34,10 @@ from xscore.service.models.engines.openvino import (
 from xscore.service.models.fidelity import GATES, Fidelity, measure
 from xscore.service.models.hardware import has_bf16, is_x86_64
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
+from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.sources import ModelSource, read_config, resolve_source
-from xscore.service.models.tokenization import EncodedPair, PairTokenizer, pad_batch
+from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[
                 # scored by the engine that will serve it, at the precision it will run in
                 engine = _serving_engine(scratch, builder, extra)
                 extra = {**extra, "fidelity_engine": engine.name}
-                scores = _engine_logits(engine, pairs, tokenizer.pad_id)
+                scores = run_planned(engine.run, pairs, tokenizer.pad_id, PARITY_BATCH_TOKENS)
                 del engine
                 fidelity = measure(activation.raw(reference), activation.raw(scores))
                 problems = GATES[variant].failures(fidelity)
@@ -295,8 +296,8 @@ def _serving_engine(directory: Path, builder: VariantBuilder, extra: dict[str, s
     return create_engine(directory, probe, engine=extra.get("engine", "auto"), device=builder.device)
 
 
-def _engine_logits(engine: Engine, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
-    return np.concatenate([engine.run(pad_batch(pairs[i : i + 16], pad_id)) for i in range(0, len(pairs), 16)])
+# Probe pairs run in the planner's batches under a budget both torch and every engine run comfortably.
+PARITY_BATCH_TOKENS = 4096
 
 
 class _Exporter:
@@ -323,16 +324,16 @@ class _Exporter:
     def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
         model = self._auto_model.from_pretrained(str(model_dir), torch_dtype=self._torch.float32).eval()
         wants_types = "token_type_ids" in model.forward.__code__.co_varnames
-        outputs = []
+
+        def run(batch: EncodedBatch) -> np.ndarray:
+            inputs = {"input_ids": self._torch.from_numpy(batch.input_ids),
+                      "attention_mask": self._torch.from_numpy(batch.attention_mask)}
+            if wants_types:
+                inputs["token_type_ids"] = self._torch.from_numpy(batch.token_type_ids)
+            return model(**inputs).logits.float().numpy()
+
         with self._torch.inference_mode():
-            for start in range(0, len(pairs), 16):
-                batch = pad_batch(pairs[start : start + 16], pad_id)
-                inputs = {"input_ids": self._torch.from_numpy(batch.input_ids),
-                          "attention_mask": self._torch.from_numpy(batch.attention_mask)}
-                if wants_types:
-                    inputs["token_type_ids"] = self._torch.from_numpy(batch.token_type_ids)
-                outputs.append(model(**inputs).logits.float().numpy())
-        return np.concatenate(outputs)
+            return run_planned(run, pairs, pad_id, PARITY_BATCH_TOKENS)
 
 
 def _require_exporter() -> _Exporter:

@@ -1,4 +1,4 @@
-"""From a `--model` spec to a loaded ScoringModel: parse, resolve, export if needed, load."""
+"""From a `--model` spec to a loaded LoadedModel: parse, resolve, export if needed, load."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from xscore.service.models import cache
 from xscore.service.models.engines import create_engine, resolve_device, resolve_engine
 from xscore.service.models.export import BUILDERS, export, find_exported
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
-from xscore.service.models.model import ScoringModel
+from xscore.service.models.model import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def default_spec() -> ModelSpec:
 
 def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",
                threads: int | None = None, max_length: int | None = None, progress: bool = True,
-               streams: int = 1) -> ScoringModel:
+               streams: int = 1) -> LoadedModel:
     if variant not in VARIANTS:
         raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     directory = _auto_dir(spec, device, engine, progress) if variant == "auto" else \
@@ -64,7 +64,7 @@ def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", 
     manifest = Manifest.read(directory / MANIFEST_NAME)
     model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads,
                                  streams=streams)
-    model = ScoringModel.load(spec.name, directory, model_engine, max_length)
+    model = LoadedModel.load(spec.name, directory, model_engine, max_length)
     log.info("loaded %s (%s, %s on %s) from %s", spec.name, manifest.variant, model_engine.name,
              model_engine.device, directory)
     return model

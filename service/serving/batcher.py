@@ -1,16 +1,15 @@
 """The dynamic micro-batcher: one per model, pairs from concurrent requests share engine batches.
 
-Shape (TEI's queue.rs): the batcher alone owns its queue. A request becomes a `_Job` holding
-its encoded pairs and the future its answer goes back on, so scattering needs no lookup table.
-One scheduler task on the event loop forms a batch whenever an engine slot is free; nothing
-sleeps or polls:
+Shape (TEI's queue): the batcher alone owns its queue, and it only ever sees encoded pairs (the
+Scorer tokenizes). A request becomes a `Job` holding its pairs and the future its answer goes back
+on, so scattering needs no lookup table. One scheduler task on the event loop forms a batch
+whenever an engine slot is free; nothing sleeps or polls:
 
 - admission is bounded (pairs admitted and unanswered); a full queue fails fast with
   RESOURCE_EXHAUSTED and a retry-after estimated from the measured throughput;
-- requests are tokenized on admission, in a thread, while the engine runs earlier batches;
 - a batch is grown around the pair whose turn it is (jobs take turns, so a 500-item request
   cannot starve a 1-item one) from a window of every job's next pairs, by length, closed by
-  the padded-token budget and the pair cap (`batching.select_batch`);
+  the padded-token budget and the pair cap (`planner.select_batch`);
 - `parallelism + 1` batches are out at once: one per engine worker plus one formed and padded
   ahead, so a worker never waits on Python between batches, and an idle engine gets work at
   once (no wait timer);
@@ -33,15 +32,12 @@ from functools import partial
 import numpy as np
 
 from xscore.api.errors import ErrorCode, XscoreError
-from xscore.service.models.model import ScoringModel
+from xscore.service.models.engines.base import Engine
 from xscore.service.models.planner import select_batch
 from xscore.service.models.tokenization import EncodedBatch, EncodedPair, pad_batch
 from xscore.service.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-# Requests this short are tokenized on the loop: a thread hop costs more than the work.
-INLINE_TOKENIZE_CHARS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,32 +49,28 @@ class BatcherConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchedScores:
+class BatchedLogits:
     logits: np.ndarray  # (pairs, labels), input order
-    truncated: list[int]
-    tokens: int  # real tokens
     queue_ms: float
-    tokenize_ms: float
     inference_ms: float
 
 
-class _Job:
-    """One request's pairs, where its answer goes, and its bookkeeping."""
+class Job:
+    """One request's pairs, where its answer goes, and its bookkeeping. Made by `Batcher.admit`."""
 
     __slots__ = ("size", "future", "deadline", "pairs", "pending", "logits", "remaining", "enqueued_at",
-                 "queue_s", "tokenize_s", "inference_s", "drop_reason", "timer", "queued")
+                 "queue_s", "inference_s", "drop_reason", "timer", "queued")
 
     def __init__(self, size: int, future: asyncio.Future, deadline: float | None) -> None:
         self.size = size
         self.future = future
         self.deadline = deadline
-        self.pairs: list[EncodedPair] = []
+        self.pairs: Sequence[EncodedPair] = ()
         self.pending: list[int] = []  # pair indices not yet in a batch
         self.logits: np.ndarray | None = None
         self.remaining = size
         self.enqueued_at = 0.0
         self.queue_s: float | None = None
-        self.tokenize_s = 0.0
         self.inference_s = 0.0
         self.drop_reason = "cancelled"
         self.timer: asyncio.TimerHandle | None = None
@@ -87,21 +79,30 @@ class _Job:
 
 @dataclass(slots=True)
 class _Batch:
-    entries: list[tuple[_Job, int]]
+    entries: list[tuple[Job, int]]
     encoded: EncodedBatch
-    jobs: list[_Job]  # distinct, in entry order
+    jobs: list[Job]  # distinct, in entry order
 
 
 class Batcher:
-    def __init__(self, model: ScoringModel, metrics: Metrics | None = None,
+    """Queue, batch, run, scatter, for one model's engine.
+
+    A caller `admit`s a request first (fails fast when the queue is full), encodes its pairs,
+    then awaits `run(job, pairs)`; `release(job)` in a `finally` frees the admission of a job
+    that never ran or whose caller left.
+    """
+
+    def __init__(self, name: str, engine: Engine, pad_id: int, metrics: Metrics | None = None,
                  config: BatcherConfig | None = None) -> None:
-        self.model = model
+        self.name = name
+        self.engine = engine
+        self.pad_id = pad_id
         self.config = config or BatcherConfig()
         self.metrics = metrics or Metrics()
-        self.max_batch_tokens = self.config.max_batch_tokens or model.engine.max_batch_tokens
-        self.parallelism = max(1, int(getattr(model.engine, "parallelism", 1)))
-        self._labels = {"model": model.name}
-        self._jobs: deque[_Job] = deque()  # jobs with pairs not yet batched; the head's turn is next
+        self.max_batch_tokens = self.config.max_batch_tokens or engine.max_batch_tokens
+        self.parallelism = max(1, engine.parallelism)
+        self._labels = {"model": name}
+        self._jobs: deque[Job] = deque()  # jobs with pairs not yet batched; the head's turn is next
         self._queued_pairs = 0
         self._admitted_pairs = 0
         self._pairs_per_s: float | None = None  # measured engine throughput, for retry-after
@@ -109,25 +110,19 @@ class Batcher:
         self._slots: asyncio.Semaphore | None = None
         self._scheduler: asyncio.Task | None = None
         self._engine_pool: ThreadPoolExecutor | None = None
-        self._tokenize_pool: ThreadPoolExecutor | None = None
         self._closed = False
 
     @property
     def running(self) -> bool:
         return self._scheduler is not None and not self._scheduler.done()
 
-    @property
-    def queued_pairs(self) -> int:
-        return self._queued_pairs
-
     def start(self) -> None:
         """Start scheduling on the running loop. Requests admitted before this wait in the queue."""
         if self.running:
             return
-        self._engine_pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix=f"engine-{self.model.name}")
-        self._tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix=f"tokenize-{self.model.name}")
+        self._engine_pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix=f"engine-{self.name}")
         self._slots = asyncio.Semaphore(self.parallelism + 1)
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.model.name}")
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
         """Stop scheduling; requests still queued fail with UNAVAILABLE. Running batches finish."""
@@ -138,42 +133,43 @@ class Batcher:
         for job in list(self._jobs):
             if not job.future.done():
                 job.future.set_exception(XscoreError(ErrorCode.UNAVAILABLE, "the server is shutting down"))
-        for pool in (self._engine_pool, self._tokenize_pool):
-            if pool is not None:
-                await asyncio.get_running_loop().run_in_executor(None, partial(pool.shutdown, wait=True))
+        if self._engine_pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, partial(self._engine_pool.shutdown, wait=True))
 
-    async def score(self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True,
-                    deadline: float | None = None) -> BatchedScores:
-        """Logits for (queries[i], documents[i]) in input order, scored in shared batches."""
+    def admit(self, size: int, deadline: float | None = None) -> Job:
+        """Reserve room for `size` pairs, or fail at once with RESOURCE_EXHAUSTED."""
         if self._closed:
-            raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.model.name!r} is shutting down",
-                              retry_after_s=1.0)
-        size = len(documents)
+            raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is shutting down", retry_after_s=1.0)
         if self._admitted_pairs and self._admitted_pairs + size > self.config.max_queue_pairs:
             self.metrics.rejected.labels(**self._labels).inc()
             retry = self.retry_after_s()
             raise XscoreError(
                 ErrorCode.RESOURCE_EXHAUSTED,
-                f"model {self.model.name!r} is at capacity: {self._admitted_pairs} pairs queued, "
+                f"model {self.name!r} is at capacity: {self._admitted_pairs} pairs queued, "
                 f"limit {self.config.max_queue_pairs}; retry in {retry:.1f}s",
                 details={"queued_pairs": self._admitted_pairs, "limit": self.config.max_queue_pairs},
                 retry_after_s=retry,
             )
-        loop = asyncio.get_running_loop()
-        job = _Job(size, loop.create_future(), deadline)
+        job = Job(size, asyncio.get_running_loop().create_future(), deadline)
         self._admitted_pairs += size
         job.future.add_done_callback(partial(self._on_job_done, job))
-        try:
-            started = time.perf_counter()
-            job.pairs = await self._tokenize(queries, documents, truncate)
-            job.tokenize_s = time.perf_counter() - started
-            self.metrics.tokenize_seconds.labels(**self._labels).observe(job.tokenize_s)
-            if not job.future.done():
-                self._enqueue(job)
-            return await self._answer(job)
-        finally:
-            if not job.future.done():
-                job.future.cancel()
+        return job
+
+    async def run(self, job: Job, pairs: Sequence[EncodedPair]) -> BatchedLogits:
+        """Queue the job's encoded pairs and await their logits, in input order."""
+        if len(pairs) != job.size:
+            raise ValueError(f"job admitted {job.size} pairs, got {len(pairs)}")
+        job.pairs = pairs
+        if not job.future.done():
+            self._enqueue(job)
+        logits = await job.future  # cancelling the caller cancels this future: the job leaves the queue
+        return BatchedLogits(logits, queue_ms=(job.queue_s or 0.0) * 1000, inference_ms=job.inference_s * 1000)
+
+    @staticmethod
+    def release(job: Job) -> None:
+        """Give up a job that has not been answered (its caller failed or left)."""
+        if not job.future.done():
+            job.future.cancel()
 
     def retry_after_s(self) -> float:
         """How long until the queue has drained, from the measured throughput (1 s until measured)."""
@@ -181,46 +177,27 @@ class Batcher:
             return 1.0
         return float(min(60.0, max(0.1, self._admitted_pairs / self._pairs_per_s)))
 
-    async def _tokenize(self, queries: Sequence[str], documents: Sequence[str], truncate: bool) -> list[EncodedPair]:
-        encode = partial(self.model.tokenizer.encode, queries, documents, truncate=truncate)
-        chars = sum(map(len, documents)) + sum(map(len, set(queries)))
-        if chars <= INLINE_TOKENIZE_CHARS or self._tokenize_pool is None:
-            return encode()
-        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, encode)
-
-    async def _answer(self, job: _Job) -> BatchedScores:
-        logits = await job.future  # cancelling the caller cancels this future: the job leaves the queue
-        return BatchedScores(
-            logits=logits,
-            truncated=[index for index, pair in enumerate(job.pairs) if pair.truncated],
-            tokens=sum(pair.length for pair in job.pairs),
-            queue_ms=(job.queue_s or 0.0) * 1000,
-            tokenize_ms=job.tokenize_s * 1000,
-            inference_ms=job.inference_s * 1000,
-        )
-
     # -- the queue -------------------------------------------------------------------------
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         job.pending = list(range(job.size))
         job.enqueued_at = time.perf_counter()
         if job.deadline is not None:
-            job.timer = asyncio.get_running_loop().call_at(
-                _loop_time_of(job.deadline), self._expire, job)
+            job.timer = asyncio.get_running_loop().call_at(_loop_time_of(job.deadline), self._expire, job)
         self._jobs.append(job)
         job.queued = True
         self._queued_pairs += job.size
         self._publish_depth()
         self._wake.set()
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: Job) -> None:
         if not job.future.done():
             job.drop_reason = "expired"
             job.future.set_exception(XscoreError(
                 ErrorCode.DEADLINE_EXCEEDED,
                 f"the deadline passed after {job.size - job.remaining} of {job.size} pairs were scored"))
 
-    def _on_job_done(self, job: _Job, future: asyncio.Future) -> None:
+    def _on_job_done(self, job: Job, future: asyncio.Future) -> None:
         if job.timer is not None:
             job.timer.cancel()
         if job.queued:  # cancelled, expired or closed before all its pairs were batched
@@ -241,14 +218,14 @@ class Batcher:
         if not self._jobs:
             return None
         share = max(1, self.config.window_pairs // len(self._jobs))
-        candidates: list[tuple[_Job, int]] = []
+        candidates: list[tuple[Job, int]] = []
         for job in self._jobs:  # the head first: its first pair is the pivot
             candidates.extend((job, index) for index in job.pending[:share])
         lengths = [job.pairs[index].length for job, index in candidates]
         chosen = select_batch(lengths, 0, self.max_batch_tokens, self.config.max_batch_pairs)
         entries = [candidates[position] for position in chosen]
         now = time.perf_counter()
-        taken: dict[_Job, set[int]] = {}
+        taken: dict[Job, set[int]] = {}
         for job, index in entries:
             taken.setdefault(job, set()).add(index)
         for job, indices in taken.items():
@@ -267,7 +244,7 @@ class Batcher:
                 job.queued = False
                 self._jobs.remove(job)
         self._publish_depth()
-        encoded = pad_batch([job.pairs[index] for job, index in entries], self.model.tokenizer.pad_id)
+        encoded = pad_batch([job.pairs[index] for job, index in entries], self.pad_id)
         return _Batch(entries, encoded, list(taken))
 
     # -- scheduling and inference ----------------------------------------------------------
@@ -290,7 +267,7 @@ class Batcher:
 
     def _infer(self, encoded: EncodedBatch) -> tuple[np.ndarray, float]:
         started = time.perf_counter()
-        logits = self.model.engine.run(encoded)
+        logits = self.engine.run(encoded)
         return logits, time.perf_counter() - started
 
     def _observe_batch(self, batch: _Batch) -> None:
@@ -308,8 +285,7 @@ class Batcher:
             return
         error = running.exception()
         if error is not None:
-            log.error("engine failed on a batch of %d pairs for %s", len(batch.entries), self.model.name,
-                      exc_info=error)
+            log.error("engine failed on a batch of %d pairs for %s", len(batch.entries), self.name, exc_info=error)
             for job in batch.jobs:
                 if not job.future.done():
                     job.future.set_exception(XscoreError(ErrorCode.INTERNAL, "the engine failed on this batch"))

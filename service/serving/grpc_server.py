@@ -26,15 +26,8 @@ from xscore.api.errors import (
     ErrorCode,
     XscoreError,
 )
-from xscore.service.serving.scorer import (
-    Item,
-    ModelInfo,
-    PairsRequest,
-    PairsResult,
-    Scorer,
-    ScoreRequest,
-    ScoreResult,
-)
+from xscore.api.schema import Item, ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult
+from xscore.service.serving.scorer import Scorer
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""One serving process: models -> batchers -> Scorer -> transports, and their lifecycle.
+"""One serving process: transports -> Scorer (one batcher per model) -> engines, and their lifecycle.
 
 `xscore serve` builds a Runtime and awaits `serve()`. Transports are servers, each with
 `async start() -> "host:port"` and `async stop(grace)`: gRPC and the HTTP gateway share one event
@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xscore.api.errors import model_error
-from xscore.service.models.model import ScoringModel
+from xscore.service.models.model import LoadedModel
 from xscore.service.models.registry import ModelSpec, load_model
-from xscore.service.serving.batcher import Batcher, BatcherConfig
+from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.grpc_server import GrpcServer
 from xscore.service.serving.metrics import Metrics
-from xscore.service.serving.scorer import Limits, Scorer
+from xscore.service.serving.scorer import Scorer
+from xscore.service.serving.validation import Limits
 
 if TYPE_CHECKING:
     from xscore.gateway.upstream import RemoteScorer
@@ -52,9 +53,9 @@ class ServeConfig:
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
 
 
-def load_models(specs: list[ModelSpec], **options) -> dict[str, ScoringModel]:
+def load_models(specs: list[ModelSpec], **options) -> dict[str, LoadedModel]:
     """Load each spec once, under its name; names must be distinct."""
-    models: dict[str, ScoringModel] = {}
+    models: dict[str, LoadedModel] = {}
     for spec in specs:
         if spec.name in models:
             raise model_error(f"model name {spec.name!r} is given twice; name them with NAME=SOURCE")
@@ -65,7 +66,7 @@ def load_models(specs: list[ModelSpec], **options) -> dict[str, ScoringModel]:
 class Runtime:
     """The serving process's parts: one Scorer (local models) or one remote, and its servers."""
 
-    def __init__(self, models: Mapping[str, ScoringModel], config: ServeConfig | None = None) -> None:
+    def __init__(self, models: Mapping[str, LoadedModel], config: ServeConfig | None = None) -> None:
         self.config = config or ServeConfig()
         self.metrics = Metrics()
         self.addresses: dict[str, str] = {}
@@ -75,20 +76,18 @@ class Runtime:
 
             if models:
                 raise model_error("a gateway in front of --upstream serves the upstream's models, not its own")
-            self.batchers: dict[str, Batcher] = {}
             self.scorer: Scorer | None = None
             self.remote = RemoteScorer(self.config.upstream)
             self.servers: dict[str, Server] = {"http": _gateway_server(self.remote, self.config, self.metrics)}
             return
-        self.batchers = {name: Batcher(model, self.metrics, self.config.batcher) for name, model in models.items()}
-        self.scorer = Scorer(models, self.config.limits, batchers=self.batchers, metrics=self.metrics)
+        self.scorer = Scorer(models, self.config.limits, metrics=self.metrics, batching=self.config.batcher)
         self.servers = {"grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port)}
         if self.config.http_port is not None:
             self.servers["http"] = _gateway_server(self.scorer, self.config, self.metrics)
 
     async def start(self) -> dict[str, str]:
-        for batcher in self.batchers.values():
-            batcher.start()
+        if self.scorer is not None:
+            self.scorer.start()
         for name, server in self.servers.items():
             self.addresses[name] = await server.start()
         return dict(self.addresses)
@@ -114,8 +113,7 @@ class Runtime:
                         self.config.drain_timeout_s, self.scorer.in_flight)
         for server in self.servers.values():
             await server.stop(grace=1.0)
-        for batcher in self.batchers.values():
-            await batcher.close()
+        await self.scorer.close()
         return drained
 
     async def serve(self, announce: Callable[[str], None] | None = None) -> int:

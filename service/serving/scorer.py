@@ -1,8 +1,9 @@
 """The scorer: the one façade both transports call (TEI's `Infer`).
 
-It validates a request, turns it into pairs, has them scored and assembles the response
-(ranks, ids, top_k, usage, timing). The gRPC servicer and the HTTP gateway know nothing else
-about models; they only map their wire formats and error codes onto these types.
+It validates a request once, tokenizes it, submits the encoded pairs to the model's batcher,
+applies the model's activation and assembles the response (ranks, ids, top_k, usage, timing).
+The gRPC servicer and the HTTP gateway know nothing else about models; they only map their wire
+formats and error codes onto the types of `xscore.api.schema`.
 """
 
 from __future__ import annotations
@@ -10,105 +11,46 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
 
-from xscore.api.errors import ErrorCode, XscoreError, invalid
-from xscore.service.models.model import ScoringModel
-from xscore.service.serving.batcher import Batcher
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.schema import (
+    ModelInfo,
+    PairsRequest,
+    PairsResult,
+    ScoredItem,
+    ScoreRequest,
+    ScoreResult,
+    Timing,
+    Usage,
+)
+from xscore.service.models.model import LoadedModel
+from xscore.service.models.tokenization import EncodedPair
+from xscore.service.serving.batcher import Batcher, BatcherConfig
 from xscore.service.serving.metrics import Metrics
-from xscore.service.serving.ranking import rank_order
+from xscore.service.serving.validation import (
+    Limits,
+    check_documents,
+    check_items,
+    check_query,
+    check_top_k,
+    pair_up,
+)
 
 _T = TypeVar("_T")
 
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_items_per_request: int = 1000
-    max_text_chars: int = 100_000  # per query or document
+# Requests this short are tokenized on the loop: a thread hop costs more than the work.
+INLINE_TOKENIZE_CHARS = 2_000
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    text: str
-    id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreRequest:
-    model: str
-    query: str
-    items: Sequence[Item]
-    top_k: int | None = None
-    raw_scores: bool = False
-    truncate: bool = True
-    return_text: bool = False
-    deadline: float | None = None  # time.monotonic() after which the caller no longer waits
-
-
-@dataclass(frozen=True, slots=True)
-class PairsRequest:
-    model: str
-    queries: Sequence[str]
-    documents: Sequence[str]
-    raw_scores: bool = False
-    truncate: bool = True
-    deadline: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredItem:
-    item_id: str
-    index: int
-    score: float
-    rank: int
-    text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    pairs: int
-    tokens: int
-    truncated: list[int] = field(default_factory=list)  # pair indices that were truncated
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    queue_ms: float = 0.0
-    tokenize_ms: float = 0.0
-    inference_ms: float = 0.0
-    total_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
-    model: str
-    scores: list[ScoredItem]  # best first
-    usage: Usage
-    timing: Timing
-
-
-@dataclass(frozen=True, slots=True)
-class PairsResult:
-    model: str
-    scores: list[float]  # input order
-    usage: Usage
-    timing: Timing
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    name: str
-    source: str
-    variant: str
-    engine: str
-    device: str
-    max_length: int
-    max_items_per_request: int
-    max_batch_tokens: int
-    ready: bool
+def rank_order(scores: np.ndarray) -> list[int]:
+    """Indices best first: score descending, ties in input order (a stable sort on the negation)."""
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable").tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,21 +61,21 @@ class _Scored:
 
 
 class Scorer:
-    """Validates, scores and assembles. Model work runs off the event loop.
+    """Validates, tokenizes, batches and assembles; one batcher per model.
 
-    With `batchers` (one per model, as `xscore serve` builds them) pairs from concurrent
-    requests share engine batches; without, each request is scored on its own in a thread.
-    The scorer also owns the service's lifecycle facts every transport needs: `ready`,
-    `draining`, `begin_drain()` and `wait_idle()`.
+    `start()` (on the serving loop) starts the batchers; until then admitted calls wait in
+    their queues. The scorer also owns the lifecycle facts every transport needs: `ready`,
+    `draining`, `begin_drain()`, `wait_idle()` and `close()`.
     """
 
-    def __init__(self, models: Mapping[str, ScoringModel], limits: Limits | None = None, *,
-                 batchers: Mapping[str, Batcher] | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, models: Mapping[str, LoadedModel], limits: Limits | None = None, *,
+                 metrics: Metrics | None = None, batching: BatcherConfig | None = None) -> None:
         self._models = dict(models)
         self.limits = limits or Limits()
-        self._batchers = dict(batchers or {})
-        first = next(iter(self._batchers.values()), None)
-        self.metrics = metrics or (first.metrics if first is not None else Metrics())
+        self.metrics = metrics or Metrics()
+        self._batchers = {name: Batcher(name, model.engine, model.tokenizer.pad_id, self.metrics, batching)
+                          for name, model in self._models.items()}
+        self._tokenize_pool: ThreadPoolExecutor | None = None
         self._draining = False
         self._drain_listeners: list[Callable[[], Awaitable[None] | None]] = []
         self._drain_notices: list[Awaitable[None]] = []
@@ -142,6 +84,21 @@ class Scorer:
         self._idle.set()
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every model's batcher on the running loop."""
+        if self._tokenize_pool is None:
+            self._tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix="tokenize")
+        for batcher in self._batchers.values():
+            batcher.start()
+
+    async def close(self) -> None:
+        """Stop the batchers (calls still queued fail with UNAVAILABLE) and the tokenizer threads."""
+        for batcher in self._batchers.values():
+            await batcher.close()
+        if self._tokenize_pool is not None:
+            pool, self._tokenize_pool = self._tokenize_pool, None
+            await asyncio.get_running_loop().run_in_executor(None, partial(pool.shutdown, wait=True))
 
     @property
     def draining(self) -> bool:
@@ -154,7 +111,7 @@ class Scorer:
 
     def model_ready(self, name: str) -> bool:
         batcher = self._batchers.get(name)
-        return not self._draining and name in self._models and (batcher is None or batcher.running)
+        return not self._draining and batcher is not None and batcher.running
 
     @property
     def in_flight(self) -> int:
@@ -241,12 +198,11 @@ class Scorer:
 
     async def _score_ranked(self, request: ScoreRequest) -> ScoreResult:
         self._model(request.model)
-        self._check_query(request.query)
-        if request.top_k is not None and request.top_k < 0:
-            raise invalid(f"top_k must be >= 0, got {request.top_k}", field="top_k")
-        texts = self._check_items(request.items)
-        scored = await self._score(request.model, [request.query] * len(texts), texts,
-                                   request.raw_scores, request.truncate, request.deadline)
+        query = check_query(request.query, self.limits)
+        check_top_k(request.top_k)
+        texts = check_items(request.items, self.limits)
+        scored = await self._score(request.model, [query] * len(texts), texts, request.raw_scores,
+                                   request.truncate, request.deadline)
         order = rank_order(scored.scores)
         if request.top_k:
             order = order[: request.top_k]
@@ -267,34 +223,42 @@ class Scorer:
         queries, documents = pair_up(request.queries, request.documents)
         # the request's own queries: a 1:N call repeats one query N times, checked once
         for index, query in enumerate(request.queries):
-            self._check_query(query, f"queries[{index}]")
-        self._check_count(len(documents), "documents")
-        for index, text in enumerate(documents):
-            self._check_text(text, f"documents[{index}]")
+            check_query(query, self.limits, f"queries[{index}]")
+        check_documents(documents, self.limits)
         scored = await self._score(request.model, queries, documents, request.raw_scores,
                                    request.truncate, request.deadline)
         return PairsResult(request.model, [float(s) for s in scored.scores], scored.usage, scored.timing)
 
     async def _score(self, name: str, queries: Sequence[str], documents: Sequence[str], raw: bool,
                      truncate: bool, deadline: float | None) -> _Scored:
-        model = self._models[name]
+        model, batcher = self._models[name], self._batchers[name]
         started = time.perf_counter()
         if deadline is not None and time.monotonic() >= deadline:
             raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
-        batcher = self._batchers.get(name)
-        if batcher is not None:
-            batched = await batcher.score(queries, documents, truncate=truncate, deadline=deadline)
-            scores = model.activation.raw(batched.logits) if raw else model.activation.apply(batched.logits)
-            timing = Timing(queue_ms=batched.queue_ms, tokenize_ms=batched.tokenize_ms,
-                            inference_ms=batched.inference_ms, total_ms=(time.perf_counter() - started) * 1000)
-            usage = Usage(pairs=len(documents), tokens=batched.tokens, truncated=batched.truncated)
-            return _Scored(scores, usage, timing)
-        result = await asyncio.to_thread(model.score_pairs, queries, documents, raw=raw, truncate=truncate)
-        total_ms = (time.perf_counter() - started) * 1000
-        usage = Usage(pairs=len(documents), tokens=result.tokens, truncated=result.truncated)
-        return _Scored(result.scores, usage, Timing(inference_ms=total_ms, total_ms=total_ms))
+        job = batcher.admit(len(documents), deadline)
+        try:
+            pairs = await self._tokenize(model, queries, documents, truncate)
+            tokenize_s = time.perf_counter() - started
+            self.metrics.tokenize_seconds.labels(model=name).observe(tokenize_s)
+            batched = await batcher.run(job, pairs)
+        finally:
+            batcher.release(job)
+        scores = model.activation.raw(batched.logits) if raw else model.activation.apply(batched.logits)
+        timing = Timing(queue_ms=batched.queue_ms, tokenize_ms=tokenize_s * 1000,
+                        inference_ms=batched.inference_ms, total_ms=(time.perf_counter() - started) * 1000)
+        usage = Usage(pairs=len(documents), tokens=sum(pair.length for pair in pairs),
+                      truncated=[index for index, pair in enumerate(pairs) if pair.truncated])
+        return _Scored(scores, usage, timing)
 
-    def _model(self, name: str) -> ScoringModel:
+    async def _tokenize(self, model: LoadedModel, queries: Sequence[str], documents: Sequence[str],
+                        truncate: bool) -> list[EncodedPair]:
+        encode = partial(model.tokenizer.encode, queries, documents, truncate=truncate)
+        chars = sum(map(len, documents)) + sum(map(len, set(queries)))
+        if chars <= INLINE_TOKENIZE_CHARS or self._tokenize_pool is None:
+            return encode()
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, encode)
+
+    def _model(self, name: str) -> LoadedModel:
         model = self._models.get(name)
         if model is None:
             known = ", ".join(sorted(self._models)) or "none"
@@ -304,7 +268,6 @@ class Scorer:
 
     def _info(self, name: str) -> ModelInfo:
         model = self._models[name]
-        batcher = self._batchers.get(name)
         return ModelInfo(
             name=name,
             source=model.manifest.source,
@@ -313,63 +276,9 @@ class Scorer:
             device=model.engine.device,
             max_length=model.tokenizer.max_length,
             max_items_per_request=self.limits.max_items_per_request,
-            max_batch_tokens=batcher.max_batch_tokens if batcher is not None else model.engine.max_batch_tokens,
+            max_batch_tokens=self._batchers[name].max_batch_tokens,
             ready=self.model_ready(name),
         )
 
-    def _check_query(self, query: object, field_name: str = "query") -> None:
-        if not isinstance(query, str):
-            raise invalid(f"{field_name} must be a string, got {type(query).__name__}", field=field_name)
-        if not query.strip():
-            raise XscoreError(ErrorCode.UNPROCESSABLE, f"{field_name} is empty", details={"field": field_name})
-        self._check_text(query, field_name)
 
-    def _check_items(self, items: Sequence[Item]) -> list[str]:
-        self._check_count(len(items), "items")
-        texts = []
-        for index, item in enumerate(items):
-            self._check_text(item.text, f"items[{index}].text")
-            texts.append(item.text)
-        return texts
-
-    def _check_count(self, count: int, field_name: str) -> None:
-        if count == 0:
-            raise invalid(f"{field_name} is empty: give at least one", field=field_name)
-        if count > self.limits.max_items_per_request:
-            raise XscoreError(
-                ErrorCode.TOO_LARGE,
-                f"{field_name} has {count} entries, over the limit of {self.limits.max_items_per_request}",
-                details={"field": field_name, "count": count, "limit": self.limits.max_items_per_request},
-            )
-
-    def _check_text(self, text: object, field_name: str) -> None:
-        if not isinstance(text, str):
-            raise invalid(f"{field_name} must be a string, got {type(text).__name__}", field=field_name)
-        if len(text) > self.limits.max_text_chars:
-            raise XscoreError(
-                ErrorCode.TOO_LARGE,
-                f"{field_name} is {len(text)} characters, over the limit of {self.limits.max_text_chars}",
-                details={"field": field_name, "chars": len(text), "limit": self.limits.max_text_chars},
-            )
-
-
-def pair_up(queries: Sequence[str], documents: Sequence[str]) -> tuple[list[str], list[str]]:
-    """1:1, 1:N and N:N pairings (the vLLM /score rule), in input order."""
-    if len(queries) == 0:
-        raise invalid("queries is empty: give at least one", field="queries")
-    if len(documents) == 0:
-        raise invalid("documents is empty: give at least one", field="documents")
-    if len(queries) == 1:
-        return [queries[0]] * len(documents), list(documents)
-    if len(queries) == len(documents):
-        return list(queries), list(documents)
-    raise invalid(
-        f"Input lengths must be 1:1, 1:N or N:N; got {len(queries)} queries and {len(documents)} documents",
-        field="queries",
-    )
-
-
-__all__ = [
-    "Item", "Limits", "ModelInfo", "PairsRequest", "PairsResult", "ScoreRequest", "ScoreResult",
-    "ScoredItem", "Scorer", "Timing", "Usage", "pair_up",
-]
+__all__ = ["Limits", "Scorer", "rank_order"]
