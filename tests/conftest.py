@@ -42,9 +42,10 @@ def tiny_export(tiny_model_dir: Path, cache_dir: Path):
 @pytest.fixture(scope="session")
 def minilm_exports(minilm_model_dir: Path, cache_dir: Path):
     """fp32, int8 (NNCF where installed: ~20-40 s, once per session) and bf16 where the CPU has it."""
-    from xscore.service.models.export import Bf16Builder, export
+    from xscore.service.models.export import export
+    from xscore.service.models.variants import BY_NAME
 
-    variants = ["fp32", "int8"] + (["bf16"] if Bf16Builder().available() is None else [])
+    variants = ["fp32", "int8"] + (["bf16"] if BY_NAME["bf16"].unavailable() is None else [])
     return export(str(minilm_model_dir), variants, root=cache_dir, progress=False)
 
 

@@ -10,11 +10,10 @@ from scoring import score_pairs
 
 from xscore.api.errors import XscoreError
 from xscore.service.models import cache
-from xscore.service.models import export as export_module
-from xscore.service.models.export import Fp16Builder, export
-from xscore.service.models.fidelity import GATES
+from xscore.service.models.export import export
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.probes import probe_pairs
+from xscore.service.models.variants import BY_NAME, build_fp16
 
 
 def test_probe_set_covers_every_kind_of_input():
@@ -37,7 +36,7 @@ def test_fp32_export_matches_torch_within_1e_4(minilm_exports):
 
 def test_int8_agreement_is_recorded_and_within_its_bar(minilm_exports):
     parity = minilm_exports["int8"].manifest.parity
-    assert parity["spearman"] >= GATES["int8"].min_spearman
+    assert parity["spearman"] >= BY_NAME["int8"].gate.min_spearman
     assert parity["top10_agreement"] >= 0.8
     assert parity["max_abs_diff"] < 0.05
 
@@ -75,19 +74,11 @@ def test_half_written_entry_is_rebuilt_not_reused(tiny_model_dir, tmp_path):
     assert not rebuilt.reused and (rebuilt.path / manifest.model_file).is_file()
 
 
-def test_refused_variant_leaves_no_entry_and_no_scratch(tiny_model_dir, tmp_path, monkeypatch):
-    class LossyFp32(Fp16Builder):
-        """A real lossy build (fp16 weights) that claims to be fp32: the gate must refuse it."""
-
-        name, precision = "lossy", "fp32"
-
-        def available(self):
-            return None
-
-    monkeypatch.setitem(export_module.BUILDERS, "lossy", LossyFp32())
-    monkeypatch.setitem(GATES, "lossy", GATES["fp32"])
+def test_refused_variant_leaves_no_entry_and_no_scratch(tiny_model_dir, tmp_path):
+    # a real lossy build (fp16 weights) that claims to be fp32: the gate must refuse it
+    lossy = BY_NAME["fp32"].with_build("lossy", build_fp16)
     with pytest.raises(XscoreError, match=r"variant lossy .* refused: max \|diff\|"):
-        export(str(tiny_model_dir), ["fp32", "lossy"], root=tmp_path, progress=False)
+        export(str(tiny_model_dir), ["fp32", lossy], root=tmp_path, progress=False)
     model_dirs = list(tmp_path.iterdir())
     assert len(model_dirs) == 1
     leftovers = sorted(p.name for p in model_dirs[0].iterdir())
@@ -96,7 +87,7 @@ def test_refused_variant_leaves_no_entry_and_no_scratch(tiny_model_dir, tmp_path
     assert leftovers[1].endswith(".refused.json")
     # asked again, it is refused from the record, without building (no torch work, same figures)
     with pytest.raises(XscoreError, match=r"variant lossy .* refused: .*recorded in .*refused.json") as caught:
-        export(str(tiny_model_dir), ["lossy"], root=tmp_path, progress=False)
+        export(str(tiny_model_dir), [lossy], root=tmp_path, progress=False)
     assert caught.value.details["parity"]["max_abs_diff"] > 1e-4
 
 

@@ -14,17 +14,17 @@ from scoring import score_pairs
 from texts import mixed_documents
 
 from xscore.api.errors import XscoreError
-from xscore.service.models import export as export_module
-from xscore.service.models.engines import create_engine
+from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
-from xscore.service.models.export import Bf16Builder, NncfInt8Builder, export
-from xscore.service.models.fidelity import GATES, measure
+from xscore.service.models.export import export
+from xscore.service.models.fidelity import measure
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.registry import ModelSpec, auto_order, load_model
+from xscore.service.models.variants import BY_NAME, build_nncf_int8
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
-needs_bf16 = pytest.mark.skipif(Bf16Builder().available() is not None, reason="no bf16 on this CPU")
+needs_bf16 = pytest.mark.skipif(BY_NAME["bf16"].unavailable() is not None, reason="no bf16 on this CPU")
 
 
 def _scores(export_result, engine: str, queries, documents) -> np.ndarray:
@@ -55,14 +55,14 @@ def test_auto_engine_on_an_x86_cpu_is_openvino_at_f32_for_fp32(tiny_export):
 def test_lossy_variants_score_within_their_recorded_fidelity(variant, minilm_exports):
     result = minilm_exports[variant]
     parity = result.manifest.parity
-    assert parity["spearman"] >= GATES[variant].min_spearman and parity["pairs"] >= 50
+    assert parity["spearman"] >= BY_NAME[variant].gate.min_spearman and parity["pairs"] >= 50
     assert result.manifest.extra["engine"] == "openvino"
     assert result.manifest.extra["fidelity_engine"] == "openvino"
     queries, documents = zip(*probe_pairs())
     reference = _scores(minilm_exports["fp32"], "openvino", queries, documents)
     served = _scores(result, "openvino", queries, documents)  # served batching, not the export's
     fidelity = measure(reference, served)
-    assert fidelity.spearman >= GATES[variant].min_spearman
+    assert fidelity.spearman >= BY_NAME[variant].gate.min_spearman
     assert fidelity.max_abs_diff <= 2 * parity["max_abs_diff"] + 1e-3
 
 
@@ -76,17 +76,11 @@ def test_int8_is_nncf_static_so_a_score_does_not_move_with_its_batch_mates(minil
     np.testing.assert_allclose(alone, together[:3], atol=0.05)  # bf16 accumulation only
 
 
-def test_the_gate_refuses_an_int8_build_calibrated_on_one_pair(minilm_model_dir, tmp_path, monkeypatch):
-    class OnePairInt8(NncfInt8Builder):
-        name = "int8-one-pair"
-
-        def build(self, fp32_onnx, output, calibration):
-            return super().build(fp32_onnx, output, [("a", "a")])
-
-    monkeypatch.setitem(export_module.BUILDERS, "int8-one-pair", OnePairInt8())
-    monkeypatch.setitem(GATES, "int8-one-pair", GATES["int8"])
+def test_the_gate_refuses_an_int8_build_calibrated_on_one_pair(minilm_model_dir, tmp_path):
+    one_pair = BY_NAME["int8"].with_build(
+        "int8-one-pair", lambda fp32_onnx, output, calibration: build_nncf_int8(fp32_onnx, output, [("a", "a")]))
     with pytest.raises(XscoreError, match=r"variant int8-one-pair .* refused: Spearman"):
-        export(str(minilm_model_dir), ["int8-one-pair"], root=tmp_path, progress=False)
+        export(str(minilm_model_dir), [one_pair], root=tmp_path, progress=False)
 
 
 def test_variant_auto_serves_int8_first_on_this_cpu_and_logs_the_choice(minilm_exports, minilm_model_dir, caplog):
@@ -148,8 +142,8 @@ def test_bf16_on_a_cpu_without_it_is_refused_clearly_and_auto_moves_on(minilm_ex
     script = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from xscore.service.models import hardware; hardware.cpu_flags = lambda: frozenset()\n"
-        "from xscore.service.models.export import Bf16Builder\n"
-        "print(Bf16Builder().available())\n"
+        "from xscore.service.models.variants import BY_NAME\n"
+        "print(BY_NAME['bf16'].unavailable())\n"
         "from xscore.service.models.registry import auto_order\n"
         "print(auto_order('cpu'))\n"
         "from xscore.service.models.engines import create_engine\n"
@@ -184,7 +178,7 @@ def test_serving_an_exported_lossy_variant_imports_neither_torch_nor_nncf(varian
 def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_exports):
     fp32 = minilm_exports["fp32"]
     latency = LoadedModel.load("m", fp32.path, create_engine(fp32.path, fp32.manifest))
-    engine = create_engine(fp32.path, fp32.manifest, streams=2, threads=2)
+    engine = create_engine(fp32.path, fp32.manifest, options=EngineOptions(threads=2, streams=2))
     assert engine.hint == "THROUGHPUT" and engine.parallelism >= 2
     throughput = LoadedModel.load("m", fp32.path, engine)
     documents = mixed_documents(48, seed=7)

@@ -21,7 +21,6 @@ from benchmarks.engine.attempts import (
     Attempt,
     baseline_scorer,
     engine_scorer,
-    register_comparison_variants,
     service_scorer,
     variants_needed,
 )
@@ -60,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     attempts = [a for a in ATTEMPTS if not args.only or args.only in a.label]
     attempts = [a if a.backend == "torch" else Attempt(a.backend, a.variant, a.budget, a.hint, a.streams,
                                                        args.threads) for a in attempts]
-    register_comparison_variants()
     exports = export(str(model_dir), variants_needed(attempts), root=args.cache)
     baseline_attempt = Attempt("torch", "fp32", None, threads=args.threads)
     baseline = baseline_scorer(model_dir, args.threads)

@@ -14,6 +14,7 @@ from xscore.recipes.default_model import (
     materialize_default,
     metrics_table,
 )
+from xscore.service.models import variants
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = commands.add_parser("evaluate", help="MRR@10 / NDCG@10 on the held-out set")
     evaluate.add_argument("--model-dir", type=Path, default=None)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    evaluate.add_argument("--variant", action="append", default=[], choices=("fp32", "bf16", "int8", "fp16"),
+    evaluate.add_argument("--variant", action="append", default=[], choices=variants.NAMES,
                           help="also rank with this exported ONNX variant on its serving engine (repeatable)")
     materialize = commands.add_parser("materialize", help="write a loadable model directory")
     materialize.add_argument("dest", type=Path)

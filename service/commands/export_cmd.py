@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 from xscore.service.commands.options import env
-from xscore.service.models.export import BUILDERS, export
+from xscore.service.models import variants
+from xscore.service.models.export import export
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a model to ONNX variants, with parity checks")
     parser.add_argument("source", help="hub id (org/name) or local model directory")
-    parser.add_argument("--variant", action="append", choices=sorted(BUILDERS),
+    parser.add_argument("--variant", action="append", choices=variants.NAMES,
                         help="variant to build (repeatable; default fp32)")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument("--output", type=Path, default=None,

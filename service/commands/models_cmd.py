@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from xscore.service.models import cache
+from xscore.service.models import cache, variants
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--no-evaluate", action="store_true", help="skip the held-out evaluation")
     build.set_defaults(func=run_build_default)
     evaluate = actions.add_parser("evaluate-default", help="MRR@10 / NDCG@10 of the default model vs baselines")
-    evaluate.add_argument("--variant", action="append", default=[], choices=("fp32", "bf16", "int8", "fp16"),
+    evaluate.add_argument("--variant", action="append", default=[], choices=variants.NAMES,
                           help="also rank with this exported variant on its serving engine (repeatable)")
     evaluate.add_argument("--json", action="store_true", help="JSON output")
     evaluate.set_defaults(func=run_evaluate_default)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from xscore.service.commands.options import add_engine_options, env
+from xscore.service.commands.options import add_engine_options, engine_options, env
 from xscore.service.models.registry import ModelSpec, default_spec, load_model
 from xscore.service.serving.blocking import BlockingScorer
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     documents = args.documents or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     spec = ModelSpec.parse(args.model) if args.model else default_spec()
     model = load_model(spec, variant=args.variant, device=args.device, engine=args.engine,
-                       threads=args.threads, max_length=args.max_length, streams=args.streams)
+                       options=engine_options(args), max_length=args.max_length)
     with BlockingScorer(model) as scorer:
         result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate)
     output = {

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from xscore.api.errors import invalid
-from xscore.service.commands.options import add_engine_options, env
+from xscore.service.commands.options import add_engine_options, engine_options, env
 from xscore.service.models.registry import ModelSpec, default_spec
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
@@ -71,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
     given = args.model or [spec for spec in (env("MODEL") or "").split(",") if spec]
     specs = [ModelSpec.parse(spec) for spec in given] or [default_spec()]
     models = load_models(specs, variant=args.variant, device=args.device, engine=args.engine,
-                         threads=args.threads, max_length=args.max_length)
+                         options=engine_options(args), max_length=args.max_length)
     return asyncio.run(Runtime(models, config).serve())

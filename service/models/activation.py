@@ -1,4 +1,4 @@
-"""Turning logits into scores, by the sentence-transformers rule (SPEC section 4).
+"""Turning logits into scores, by the sentence-transformers rule.
 
 A 1-label model gets a sigmoid unless its config names another activation (ms-marco models
 name Identity, so they score raw logits, as in sentence-transformers). A multi-label model

@@ -6,10 +6,8 @@ serving install, which has no torch, can still load anything already in the cach
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,19 +23,13 @@ from xscore.service.models.activation import activation_from_config
 from xscore.service.models.calibration import calibration_pairs
 from xscore.service.models.engines import create_engine
 from xscore.service.models.engines.base import Engine
-from xscore.service.models.engines.onnxruntime import cuda_available
-from xscore.service.models.engines.openvino import (
-    inference_precision,
-    nncf_available,
-    openvino_available,
-)
-from xscore.service.models.fidelity import GATES, Fidelity, measure
-from xscore.service.models.hardware import has_bf16, is_x86_64
+from xscore.service.models.fidelity import Fidelity, measure
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.sources import ModelSource, read_config, resolve_source
-from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer, pad_batch
+from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer
+from xscore.service.models.variants import Variant, variant_named
 
 log = logging.getLogger(__name__)
 
@@ -55,145 +47,29 @@ class ExportResult:
     reused: bool
 
 
-class VariantBuilder:
-    """How to turn the fp32 ONNX file into one variant's model file (a plug-in point)."""
-
-    name: str
-    precision: str
-    device = "cpu"  # where the variant is served, so where its fidelity is measured
-
-    def available(self) -> str | None:
-        """None when this machine can build and run the variant, else why not."""
-        return None
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        """Write the variant's model file; return facts for the manifest's `extra` (e.g. the
-        engine it must be served by)."""
-        raise NotImplementedError
-
-
-class Fp32Builder(VariantBuilder):
-    name, precision = "fp32", "fp32"
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        shutil.copyfile(fp32_onnx, output)
-        return {}
-
-
-class Bf16Builder(VariantBuilder):
-    """The fp32 file run at OpenVINO's bf16 inference precision: no second set of weights."""
-
-    name, precision = "bf16", "bf16"
-
-    def available(self) -> str | None:
-        if not (is_x86_64() and has_bf16()):
-            return "bf16 needs an x86 CPU with AVX512_BF16 or AMX, and this one has neither"
-        if not openvino_available():
-            return "bf16 runs on OpenVINO, which is not installed here (pip install openvino)"
-        return None
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        shutil.copyfile(fp32_onnx, output)
-        return {"engine": "openvino", "inference_precision": "bf16"}
-
-
-class OrtDynamicInt8Builder(VariantBuilder):
-    """onnxruntime dynamic int8 with per-channel weights (per-tensor ranked clearly worse)."""
-
-    name, precision = "int8", "int8"
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True)
-        # its DynamicQuantizeLinear scales are set per batch: served by the runtime it was made for
-        return {"engine": "onnxruntime", "quantizer": "onnxruntime-dynamic-per-channel"}
-
-
-class NncfInt8Builder(VariantBuilder):
-    """NNCF post-training static int8 of the ONNX model (the measured winner, anchors.md):
-    transformer preset, SmoothQuant and fast bias correction at their defaults, calibrated on
-    realistic unpadded pairs. Falls back to onnxruntime dynamic int8 where NNCF is missing."""
-
-    name, precision = "int8", "int8"
-
-    def __init__(self, fallback: VariantBuilder | None = None) -> None:
-        self._fallback = fallback or OrtDynamicInt8Builder()
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        if not nncf_available():
-            log.warning("nncf/openvino not available: building int8 with onnxruntime dynamic quantization "
-                        "(slower; pip install nncf openvino for the fast CPU path)")
-            return self._fallback.build(fp32_onnx, output, calibration)
-        import nncf
-        import onnx
-
-        model = onnx.load(str(fp32_onnx))
-        input_names = [node.name for node in model.graph.input]
-        tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
-        encoded = tokenizer.encode(*zip(*calibration), truncate=True)
-        # batch 1, unpadded: activation ranges seen on real tokens only
-        items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
-                 for pair in encoded]
-        # nncf draws its progress bars on stdout; stdout is for results (`xscore score` JSON, the
-        # `xscore listening` line that scripts wait for), so they go to stderr like ours
-        with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
-                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
-        onnx.save(quantized, str(output))
-        return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
-                "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}
-
-
-class Fp16Builder(VariantBuilder):
-    name, precision = "fp16", "fp16"
-    device = "cuda"
-
-    def available(self) -> str | None:
-        return None if cuda_available() else "fp16 needs a CUDA GPU, and none is available here"
-
-    def build(self, fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True)
-        onnx.save(model, str(output))
-        return {"engine": "onnxruntime"}
-
-
-BUILDERS: dict[str, VariantBuilder] = {
-    builder.name: builder for builder in (Fp32Builder(), Bf16Builder(), NncfInt8Builder(), Fp16Builder())
-}
-
-
-def register_variant(builder: VariantBuilder) -> None:
-    BUILDERS[builder.name] = builder
-
-
-def export(spec: str, variants: Sequence[str] = ("fp32",), *, root: Path | None = None,
+def export(spec: str, variants: Sequence[str | Variant] = ("fp32",), *, root: Path | None = None,
            revision: str | None = None, progress: bool = True) -> dict[str, ExportResult]:
-    """Export `spec` into the cache (or reuse what is there) for each variant."""
-    unknown = [variant for variant in variants if variant not in BUILDERS]
-    if unknown:
-        raise model_error(f"unknown variant(s) {unknown}; choose from {sorted(BUILDERS)}")
+    """Export `spec` into the cache (or reuse what is there) for each variant (a name from the
+    variant table, or a `Variant` row of the caller's own), keyed by variant name."""
+    rows = [variant_named(name) for name in variants]
     root = root or cache.cache_root()
     source = resolve_source(spec, revision)
     read_config(source.local_dir)
     versions = cache.library_versions()
     results: dict[str, ExportResult] = {}
     missing = []
-    for variant in variants:
-        entry = cache.entry_dir(root, source, variant, versions)
+    for row in rows:
+        entry = cache.entry_dir(root, source, row.name, versions)
         manifest = cache.load_complete(entry)
         if manifest is not None:
-            results[variant] = ExportResult(variant, entry, manifest, reused=True)
+            results[row.name] = ExportResult(row.name, entry, manifest, reused=True)
             continue
         refusal = cache.load_refusal(entry)
         if refusal is not None:
             # the same model, recipe and libraries fail the same gate: say so instead of rebuilding
             raise model_error(f"{refusal['message']} (recorded in {cache.refusal_path(entry)}; "
                               "delete that file to build it again)", **refusal.get("details", {}))
-        missing.append(variant)
+        missing.append(row)
     if missing:
         results.update(_build(source, missing, root, versions, progress))
     return results
@@ -209,14 +85,14 @@ def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path 
     return cache.any_complete(root, source, variant)
 
 
-def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[str, str],
+def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[str, str],
            progress: bool) -> dict[str, ExportResult]:
-    for variant in variants:
-        reason = BUILDERS[variant].available()
+    for row in rows:
+        reason = row.unavailable()
         if reason:
-            raise model_error(f"cannot build variant {variant}: {reason}")
+            raise model_error(f"cannot build variant {row.name}: {reason}")
     exporter = _require_exporter()
-    steps = ["export ONNX", "reference scores"] + [f"{v}: build + parity" for v in variants]
+    steps = ["export ONNX", "reference scores"] + [f"{row.name}: build + parity" for row in rows]
     bar = tqdm(total=len(steps), desc=f"export {source.spec}", unit="step", disable=not progress)
     results: dict[str, ExportResult] = {}
     started = time.perf_counter()
@@ -234,35 +110,34 @@ def _build(source: ModelSource, variants: list[str], root: Path, versions: dict[
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
-        for variant, step in zip(variants, steps[2:]):
+        for row, step in zip(rows, steps[2:]):
             bar.set_postfix_str(step)
-            entry = cache.entry_dir(root, source, variant, versions)
-            builder = BUILDERS[variant]
+            entry = cache.entry_dir(root, source, row.name, versions)
             with cache.building(entry) as scratch:
                 for name in _SIDE_FILES:
                     if (staging / name).is_file():
                         shutil.copyfile(staging / name, scratch / name)
-                extra = builder.build(staging / ONNX_NAME, scratch / ONNX_NAME, calibration_pairs())
+                extra = row.build(staging / ONNX_NAME, scratch / ONNX_NAME, calibration_pairs())
                 # scored by the engine that will serve it, at the precision it will run in
-                engine = _serving_engine(scratch, builder, extra)
+                engine = _serving_engine(scratch, row, extra)
                 extra = {**extra, "fidelity_engine": engine.name}
                 scores = run_planned(engine.run, pairs, tokenizer.pad_id, PARITY_BATCH_TOKENS)
                 del engine
                 fidelity = measure(activation.raw(reference), activation.raw(scores))
-                problems = GATES[variant].failures(fidelity)
+                problems = row.gate.failures(fidelity)
                 if problems:
                     refusal = model_error(
-                        f"variant {variant} of {source.spec} refused: {'; '.join(problems)} "
+                        f"variant {row.name} of {source.spec} refused: {'; '.join(problems)} "
                         f"against the PyTorch reference on {fidelity.pairs} probe pairs",
                         parity=fidelity.as_dict(),
                     )
                     cache.record_refusal(entry, refusal.message, refusal.details)
                     raise refusal
-                manifest = _manifest(source, variant, builder.precision, scratch, tokenizer, config,
+                manifest = _manifest(source, row.name, row.precision, scratch, tokenizer, config,
                                      activation.name, fidelity, versions, time.perf_counter() - started)
                 manifest.extra = extra
                 manifest.write(scratch / MANIFEST_NAME)
-            results[variant] = ExportResult(variant, entry, manifest, reused=False)
+            results[row.name] = ExportResult(row.name, entry, manifest, reused=False)
             bar.update()
     bar.close()
     return results
@@ -289,11 +164,11 @@ def _manifest(source: ModelSource, variant: str, precision: str, directory: Path
     )
 
 
-def _serving_engine(directory: Path, builder: VariantBuilder, extra: dict[str, str]) -> Engine:
-    probe = Manifest(source="", identity="", variant=builder.name, model_file=ONNX_NAME, files=[], opset=OPSET,
+def _serving_engine(directory: Path, row: Variant, extra: dict[str, str]) -> Engine:
+    probe = Manifest(source="", identity="", variant=row.name, model_file=ONNX_NAME, files=[], opset=OPSET,
                      max_length=0, num_labels=1, activation="", export_seconds=0.0, parity={}, versions={},
-                     precision=builder.precision, extra=extra)
-    return create_engine(directory, probe, engine=extra.get("engine", "auto"), device=builder.device)
+                     precision=row.precision, extra=extra)
+    return create_engine(directory, probe, engine=extra.get("engine", "auto"), device=row.device)
 
 
 # Probe pairs run in the planner's batches under a budget both torch and every engine run comfortably.

@@ -64,7 +64,7 @@ def measure(reference: np.ndarray, candidate: np.ndarray) -> Fidelity:
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """The bar a variant must meet (SPEC section 3 and 10)."""
+    """The bar a variant must meet against the PyTorch reference (each row of the variant table has one)."""
 
     max_abs_diff: float | None = None
     min_spearman: float | None = None
@@ -76,16 +76,3 @@ class Gate:
         if self.min_spearman is not None and fidelity.spearman < self.min_spearman:
             problems.append(f"Spearman {fidelity.spearman:.4f} < {self.min_spearman:g}")
         return problems
-
-
-# The probe set pools 53 pairs of eight unrelated queries and is scored by whatever head the
-# model has; a random head spreads its scores over ~0.02, so int8 noise reorders near-ties there
-# that a trained head keeps apart. The ranking bar of SPEC section 10 (per-query Spearman >= 0.99,
-# NDCG@10 >= 99.5%) is measured on an evaluation set by the benchmarks; this gate catches a
-# broken quantization (a bad build lands far below 0.9).
-GATES: dict[str, Gate] = {
-    "fp32": Gate(max_abs_diff=1e-4),
-    "fp16": Gate(min_spearman=0.995),
-    "bf16": Gate(min_spearman=0.995),
-    "int8": Gate(min_spearman=0.97),
-}

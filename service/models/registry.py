@@ -8,23 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xscore.api.errors import XscoreError, model_error
-from xscore.service.models import cache
-from xscore.service.models.engines import create_engine, resolve_device, resolve_engine
-from xscore.service.models.export import BUILDERS, export, find_exported
+from xscore.service.models import cache, variants
+from xscore.service.models.engines import (
+    EngineOptions,
+    create_engine,
+    resolve_device,
+    resolve_engine,
+)
+from xscore.service.models.export import export, find_exported
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.model import LoadedModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
-VARIANTS = ("auto", "fp32", "fp16", "bf16", "int8")
-# `--variant auto`: fastest first, per device (measured, benchmarks/results/engine.md); the first
-# that this machine can build and that passes its fidelity gate is served.
-AUTO_ORDER = {
-    ("cuda", "onnxruntime"): ("fp16", "fp32"),
-    ("cpu", "openvino"): ("int8", "bf16", "fp32"),
-    ("cpu", "onnxruntime"): ("int8", "fp32"),  # no bf16 precision in onnxruntime: it would run fp32
-}
+VARIANT_CHOICES = ("auto", *variants.NAMES)
 _NAME = re.compile(r"^[A-Za-z0-9][\w.\-/]*$")
 
 
@@ -55,15 +53,16 @@ def default_spec() -> ModelSpec:
 
 
 def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", engine: str = "auto",
-               threads: int | None = None, max_length: int | None = None, progress: bool = True,
-               streams: int = 1) -> LoadedModel:
-    if variant not in VARIANTS:
-        raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+               options: EngineOptions = EngineOptions(), max_length: int | None = None,
+               progress: bool = True) -> LoadedModel:
+    """Export `spec` if needed (the fastest variant that builds and passes its gate, for `auto`)
+    and load it on its engine."""
+    if variant not in VARIANT_CHOICES:
+        raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANT_CHOICES)}")
     directory = _auto_dir(spec, device, engine, progress) if variant == "auto" else \
         _exported_dir(spec.source, variant, progress)
     manifest = Manifest.read(directory / MANIFEST_NAME)
-    model_engine = create_engine(directory, manifest, engine=engine, device=device, threads=threads,
-                                 streams=streams)
+    model_engine = create_engine(directory, manifest, engine=engine, device=device, options=options)
     model = LoadedModel.load(spec.name, directory, model_engine, max_length)
     log.info("loaded %s (%s, %s on %s) from %s", spec.name, manifest.variant, model_engine.name,
              model_engine.device, directory)
@@ -71,8 +70,9 @@ def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", 
 
 
 def auto_order(device: str, engine: str = "auto") -> tuple[str, ...]:
+    """`--variant auto`'s candidates here, fastest first (from the variant table)."""
     resolved = resolve_device(device)
-    return AUTO_ORDER[(resolved, resolve_engine(engine, resolved))]
+    return variants.auto_order(resolved, resolve_engine(engine, resolved))
 
 
 def _auto_dir(spec: ModelSpec, device: str, engine: str, progress: bool) -> Path:
@@ -82,7 +82,7 @@ def _auto_dir(spec: ModelSpec, device: str, engine: str, progress: bool) -> Path
     order = auto_order(device, engine)
     skipped: list[str] = []
     for candidate in order:
-        reason = BUILDERS[candidate].available()
+        reason = variants.BY_NAME[candidate].unavailable()
         if reason is None:
             try:
                 directory = _exported_dir(spec.source, candidate, progress)

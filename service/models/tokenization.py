@@ -1,6 +1,6 @@
 """Pair tokenization with Hugging Face `tokenizers`, and padding into engine batches.
 
-Truncation is done here rather than by the tokenizer so that the rule of SPEC section 4 holds
+Truncation is done here rather than by the tokenizer so that the service's truncation rule holds
 for every model: the query keeps its tokens up to `query_cap`, the document is cut
 (`only_second`); when the query alone is over the cap, both are cut (`longest_first`, the
 `transformers` rule, so scores match a reference that tokenizes with `truncation=True`).

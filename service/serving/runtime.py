@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xscore.api.errors import model_error
+from xscore.service.models.engines.base import EngineOptions
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.registry import ModelSpec, load_model
 from xscore.service.serving.batcher import BatcherConfig
@@ -53,13 +54,15 @@ class ServeConfig:
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
 
 
-def load_models(specs: list[ModelSpec], **options) -> dict[str, LoadedModel]:
+def load_models(specs: list[ModelSpec], *, variant: str = "auto", device: str = "auto", engine: str = "auto",
+                options: EngineOptions = EngineOptions(), max_length: int | None = None) -> dict[str, LoadedModel]:
     """Load each spec once, under its name; names must be distinct."""
     models: dict[str, LoadedModel] = {}
     for spec in specs:
         if spec.name in models:
             raise model_error(f"model name {spec.name!r} is given twice; name them with NAME=SOURCE")
-        models[spec.name] = load_model(spec, **options)
+        models[spec.name] = load_model(spec, variant=variant, device=device, engine=engine, options=options,
+                                       max_length=max_length)
     return models
 
 

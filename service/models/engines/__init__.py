@@ -1,17 +1,21 @@
-"""Engine selection: which backend runs an exported variant on which device.
+"""The engine table: which backend runs an exported variant on which device.
 
-`auto` picks OpenVINO on an x86 CPU (where it measured fastest) and onnxruntime for CUDA and
-everywhere else. An engine that was asked for but cannot run here falls back to the next best
-with a warning, never a crash.
+Each row says where a backend runs, why it cannot run here (if so) and how to make one. `auto`
+takes the first row, in table order, that fits the device and can run here: OpenVINO on an x86
+CPU (where it measured fastest), onnxruntime for CUDA and everywhere else. An engine that was
+asked for but cannot run here falls back to the next best with a warning, never a crash.
+Adding a backend = one module with its Engine class + one row here.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from xscore.api.errors import model_error
-from xscore.service.models.engines.base import Engine
+from xscore.service.models.engines.base import Engine, EngineOptions
 from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine, cuda_available
 from xscore.service.models.engines.openvino import OpenVinoEngine, openvino_available
 from xscore.service.models.hardware import is_x86_64
@@ -20,7 +24,32 @@ from xscore.service.models.manifest import Manifest
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("auto", "onnxruntime", "openvino")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineKind:
+    name: str
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]  # inference precisions it computes in; others run as fp32
+    unavailable: Callable[[str], str | None]  # device -> why it cannot run here, or None
+    create: Callable[..., Engine]  # (model_path, *, precision, device, options) -> Engine
+
+
+def _openvino_unavailable(device: str) -> str | None:
+    if device != "cpu" or not is_x86_64():
+        return f"OpenVINO runs on x86 CPUs only; using onnxruntime on {device}"
+    if not openvino_available():
+        return ("OpenVINO is not installed or cannot be imported; using onnxruntime "
+                "(pip install openvino for the fast CPU path)")
+    return None
+
+
+# In order of preference: `--engine auto` takes the first that fits.
+ENGINE_KINDS: dict[str, EngineKind] = {kind.name: kind for kind in (
+    EngineKind("openvino", ("cpu",), ("fp32", "bf16", "int8"), _openvino_unavailable, OpenVinoEngine),
+    EngineKind("onnxruntime", ("cpu", "cuda"), ("fp32", "fp16", "int8"), lambda device: None, OnnxRuntimeEngine),
+)}
+ENGINES = ("auto", *ENGINE_KINDS)
 
 
 def resolve_device(device: str) -> str:
@@ -39,41 +68,35 @@ def resolve_engine(engine: str, device: str, precision: str = "fp32") -> str:
     """The backend that will run a variant of `precision` on the resolved `device`."""
     if engine not in ENGINES:
         raise model_error(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    openvino_fits = device == "cpu" and is_x86_64()
-    if engine == "onnxruntime":
-        if precision == "bf16":
-            log.warning("onnxruntime has no bf16 inference precision; the bf16 variant runs in fp32 there")
-        return "onnxruntime"
-    if engine == "auto" and not openvino_fits:
-        return "onnxruntime"
-    if not openvino_fits:
-        log.warning("OpenVINO runs on x86 CPUs only; using onnxruntime on %s", device)
-        return "onnxruntime"
-    if not openvino_available():
-        log.warning("OpenVINO is not installed or cannot be imported; using onnxruntime "
-                    "(pip install openvino for the fast CPU path)")
-        return "onnxruntime"
-    return "openvino"
+    if engine != "auto":
+        kind = ENGINE_KINDS[engine]
+        reason = kind.unavailable(device) if device in kind.devices else \
+            f"{engine} does not run on {device}; using the best engine there"
+        if reason is None:
+            if precision not in kind.precisions:
+                log.warning("%s has no %s inference precision; the %s variant runs in fp32 there",
+                            engine, precision, precision)
+            return engine
+        log.warning("%s", reason)
+    for kind in ENGINE_KINDS.values():
+        if device in kind.devices and kind.unavailable(device) is None:
+            return kind.name
+    raise model_error(f"no engine can run on {device} here")
 
 
 def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", device: str = "auto",
-                  threads: int | None = None, streams: int = 1, **openvino_options) -> Engine:
-    """`streams` > 1 asks OpenVINO for its THROUGHPUT mode with that many streams (the engine's
-    `parallelism`: the batcher runs that many batches at once); onnxruntime ignores it."""
+                  options: EngineOptions = EngineOptions()) -> Engine:
+    """The engine for an exported variant. A variant built for one engine (its manifest says
+    which, and its fidelity was measured there) gets that engine under `auto`."""
     resolved_device = resolve_device(device)
     if engine == "auto" and manifest.extra.get("engine"):
-        # the variant was built for (and its fidelity measured on) this engine
         engine = manifest.extra["engine"]
-    chosen = resolve_engine(engine, resolved_device, manifest.precision)
-    if chosen == "openvino":
-        if streams > 1:
-            openvino_options = {"hint": "THROUGHPUT", "streams": streams, **openvino_options}
-        return OpenVinoEngine(directory / manifest.model_file, precision=manifest.precision,
-                              threads=threads, **openvino_options)
-    # bf16 weights are the fp32 file: onnxruntime computes it in fp32, and says so
-    precision = "fp32" if manifest.precision == "bf16" else manifest.precision
-    return OnnxRuntimeEngine(directory / manifest.model_file, device=resolved_device,
-                             threads=threads, precision=precision)
+    kind = ENGINE_KINDS[resolve_engine(engine, resolved_device, manifest.precision)]
+    # a precision the backend cannot compute in (bf16 on onnxruntime) runs the same file in fp32
+    precision = manifest.precision if manifest.precision in kind.precisions else "fp32"
+    return kind.create(directory / manifest.model_file, precision=precision, device=resolved_device,
+                       options=options)
 
 
-__all__ = ["Engine", "create_engine", "resolve_device", "resolve_engine", "DEVICES", "ENGINES"]
+__all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "Engine", "EngineKind", "EngineOptions", "create_engine",
+           "resolve_device", "resolve_engine"]

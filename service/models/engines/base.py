@@ -1,11 +1,12 @@
-"""The one interface every inference backend implements (TEI's `backends/` split).
+"""The one interface every inference backend implements, and the options they all take.
 
-The batcher and scorer hand an engine a padded batch and get logits back; they never learn
-which runtime or device did the work.
+The batcher hands an engine a padded batch and gets logits back; it never learns which runtime
+or device did the work.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -13,8 +14,17 @@ import numpy as np
 from xscore.service.models.tokenization import EncodedBatch
 
 
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How to run an engine; every backend takes all of them and says which it ignores."""
+
+    threads: int | None = None  # CPU threads; None: the physical cores
+    streams: int = 1  # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams
+    max_batch_tokens: int | None = None  # padded tokens per batch; None: the engine's measured best
+
+
 class Engine(Protocol):
-    name: str  # "onnxruntime" | "openvino"
+    name: str  # a key of `engines.ENGINES`
     device: str  # "cpu" | "cuda"
     precision: str  # what the runtime computes in: "fp32", "fp16", "bf16", "int8"
     max_batch_tokens: int  # the padded-token budget this engine runs best at (measured)

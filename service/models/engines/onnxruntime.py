@@ -10,12 +10,13 @@ import numpy as np
 import onnxruntime as ort
 
 from xscore.api.errors import model_error
+from xscore.service.models.engines.base import EngineOptions
 from xscore.service.models.hardware import physical_cores
 from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 
-# Measured on 2-core Zen 4 (anchors.md): 4096 padded tokens beat 8192 and batches of 32.
+# Measured on 2-core Zen 4 (benchmarks/results/engine.md): 4096 padded tokens beat 8192 and batches of 32.
 CPU_MAX_BATCH_TOKENS = 4096
 CUDA_MAX_BATCH_TOKENS = 16384
 
@@ -35,27 +36,29 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
     parallelism = 1  # one session already uses every core through intra-op threads
 
-    def __init__(self, model_path: Path, *, device: str = "cpu", threads: int | None = None,
-                 precision: str = "fp32") -> None:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or physical_cores()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.enable_cpu_mem_arena = True
-        options.log_severity_level = 3
+    def __init__(self, model_path: Path, *, precision: str = "fp32", device: str = "cpu",
+                 options: EngineOptions = EngineOptions()) -> None:
+        # one session already spreads a batch over every core: `options.streams` does not apply
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = options.threads or physical_cores()
+        session_options.inter_op_num_threads = 1
+        session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        session_options.enable_cpu_mem_arena = True
+        session_options.log_severity_level = 3
         providers: list = ["CPUExecutionProvider"]
         if device == "cuda":
             providers.insert(0, ("CUDAExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"}))
         try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=providers)
+            self._session = ort.InferenceSession(str(model_path), session_options, providers=providers)
         except Exception as exc:
             raise model_error(f"onnxruntime cannot load {model_path}: {exc}") from exc
         self.device = "cuda" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         if device == "cuda" and self.device != "cuda":
             log.warning("CUDA provider could not start; running %s on CPU", model_path.name)
         self.precision = precision
-        self.max_batch_tokens = CUDA_MAX_BATCH_TOKENS if self.device == "cuda" else CPU_MAX_BATCH_TOKENS
+        self.max_batch_tokens = options.max_batch_tokens or (
+            CUDA_MAX_BATCH_TOKENS if self.device == "cuda" else CPU_MAX_BATCH_TOKENS)
         self._inputs = [node.name for node in self._session.get_inputs()]
         self._output = self._session.get_outputs()[0].name
 

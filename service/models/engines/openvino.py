@@ -1,7 +1,7 @@
 """OpenVINO backend (x86 CPUs): reads the same ONNX export, runs f32, bf16 or int8.
 
-On this project's machine kind OpenVINO was 1.6x (f32), 2.9x (bf16) and 5x (NNCF int8) the
-sentence-transformers torch baseline, where onnxruntime's best was 2.9x (anchors.md, third probe).
+On 2 Zen 4 cores it measured 1.23x (f32), 2.08x (bf16) and 2.80x (NNCF int8) the throughput of
+onnxruntime fp32, the fastest CPU engine tried (benchmarks/results/engine.md).
 `openvino` is imported lazily so that a machine without it still imports this package.
 """
 
@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from xscore.api.errors import model_error
+from xscore.service.models.engines.base import EngineOptions
 from xscore.service.models.hardware import has_bf16, physical_cores
 from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 
-# Measured (anchors.md and benchmarks/results/engine.md): OpenVINO is fastest at 1536-2048
+# Measured (benchmarks/results/engine.md): OpenVINO is fastest at 1536-2048
 # padded tokens per batch on 2 Zen 4 cores; 4096 lost 10-15%, 8192 more.
 CPU_MAX_BATCH_TOKENS = 2048
-HINTS = ("LATENCY", "THROUGHPUT")
 
 
 def openvino_available() -> bool:
@@ -63,17 +63,19 @@ class OpenVinoEngine:
     name = "openvino"
     device = "cpu"
 
-    def __init__(self, model_path: Path, *, precision: str = "fp32", threads: int | None = None,
-                 hint: str = "LATENCY", streams: int = 1, max_batch_tokens: int | None = None) -> None:
+    def __init__(self, model_path: Path, *, precision: str = "fp32", device: str = "cpu",
+                 options: EngineOptions = EngineOptions()) -> None:
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hints
 
-        if hint not in HINTS:
-            raise model_error(f"unknown OpenVINO performance hint {hint!r}; choose from {', '.join(HINTS)}")
+        if options.streams < 1:
+            raise model_error(f"streams must be >= 1, got {options.streams}")
+        hint = "THROUGHPUT" if options.streams > 1 else "LATENCY"
+        streams = options.streams
         self.precision = precision
-        self.max_batch_tokens = max_batch_tokens or CPU_MAX_BATCH_TOKENS
-        threads = threads or physical_cores()
+        self.max_batch_tokens = options.max_batch_tokens or CPU_MAX_BATCH_TOKENS
+        threads = options.threads or physical_cores()
         config: dict = {
             hints.performance_mode: getattr(hints.PerformanceMode, hint),
             hints.inference_precision: inference_precision(precision),
@@ -81,7 +83,7 @@ class OpenVinoEngine:
         }
         if hint == "THROUGHPUT":
             config[props.num_streams] = streams
-            # Streams of one thread each land on one core when pinned (anchors.md: 2.1x slower).
+            # Streams of one thread each land on one core when pinned (measured 2.1x slower).
             config[props.hint.enable_cpu_pinning] = False
         core = ov.Core()
         try:

@@ -1,0 +1,161 @@
+"""The variant table: every exported variant in one row (how to build it, the gate it must pass,
+what it computes in, where and on which engines it runs).
+
+The CLIs' choices, `--variant auto`'s order and the export's gates all derive from `VARIANTS`.
+Adding a variant = one build function + one row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from xscore.api.errors import model_error
+from xscore.service.models.engines.onnxruntime import cuda_available
+from xscore.service.models.engines.openvino import (
+    inference_precision,
+    nncf_available,
+    openvino_available,
+)
+from xscore.service.models.fidelity import Gate
+from xscore.service.models.hardware import has_bf16, is_x86_64
+from xscore.service.models.tokenization import PairTokenizer, pad_batch
+
+log = logging.getLogger(__name__)
+
+# (fp32 ONNX file, output file, calibration pairs) -> facts for the manifest's `extra`; an
+# "engine" fact pins the engine the variant must be served by (its fidelity is measured there).
+Build = Callable[[Path, Path, Sequence[tuple[str, str]]], dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    precision: str  # what the engine computes in
+    devices: tuple[str, ...]  # where it is served; its fidelity is measured on the first
+    engines: tuple[str, ...]  # engines `--variant auto` may serve it on
+    build: Build
+    gate: Gate
+    unavailable: Callable[[], str | None] = lambda: None  # why this machine cannot build and run it
+
+    @property
+    def device(self) -> str:
+        return self.devices[0]
+
+    def with_build(self, name: str, build: Build) -> Variant:
+        """The same row under another name with another build (comparisons, experiments)."""
+        return dataclasses.replace(self, name=name, build=build)
+
+
+def build_copy(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+    shutil.copyfile(fp32_onnx, output)
+    return {}
+
+
+def build_bf16(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The fp32 file run at OpenVINO's bf16 inference precision: no second set of weights."""
+    shutil.copyfile(fp32_onnx, output)
+    return {"engine": "openvino", "inference_precision": "bf16"}
+
+
+def build_ort_dynamic_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """onnxruntime dynamic int8 with per-channel weights (per-tensor ranked clearly worse)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True)
+    # its DynamicQuantizeLinear scales are set per batch: served by the runtime it was made for
+    return {"engine": "onnxruntime", "quantizer": "onnxruntime-dynamic-per-channel"}
+
+
+def build_nncf_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """NNCF post-training static int8 (measured fastest with the ranking kept): transformer
+    preset, SmoothQuant and fast bias correction at their defaults, calibrated on realistic
+    unpadded pairs. Static scales, so a score does not depend on its batch-mates. Falls back to
+    onnxruntime dynamic int8 where NNCF is missing."""
+    if not nncf_available():
+        log.warning("nncf/openvino not available: building int8 with onnxruntime dynamic quantization "
+                    "(slower; pip install nncf openvino for the fast CPU path)")
+        return build_ort_dynamic_int8(fp32_onnx, output, calibration)
+    import nncf
+    import onnx
+
+    model = onnx.load(str(fp32_onnx))
+    input_names = [node.name for node in model.graph.input]
+    tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
+    encoded = tokenizer.encode(*zip(*calibration), truncate=True)
+    # batch 1, unpadded: activation ranges seen on real tokens only
+    items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
+             for pair in encoded]
+    # nncf draws its progress bars on stdout; stdout is for results (`xscore score` JSON, the
+    # `xscore listening` line that scripts wait for), so they go to stderr like ours
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
+    onnx.save(quantized, str(output))
+    return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
+            "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}
+
+
+def build_fp16(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True)
+    onnx.save(model, str(output))
+    return {"engine": "onnxruntime"}
+
+
+def _bf16_unavailable() -> str | None:
+    if not (is_x86_64() and has_bf16()):
+        return "bf16 needs an x86 CPU with AVX512_BF16 or AMX, and this one has neither"
+    if not openvino_available():
+        return "bf16 runs on OpenVINO, which is not installed here (pip install openvino)"
+    return None
+
+
+def _fp16_unavailable() -> str | None:
+    return None if cuda_available() else "fp16 needs a CUDA GPU, and none is available here"
+
+
+# The probe set pools 53 pairs of eight unrelated queries and is scored by whatever head the
+# model has; a random head spreads its scores over ~0.02, so int8 noise reorders near-ties there
+# that a trained head keeps apart. The ranking bar for int8 (per-query Spearman >= 0.99, NDCG@10
+# >= 99.5%) is measured on an evaluation set by the benchmarks; this gate catches a broken
+# quantization (a bad build lands far below 0.9).
+#
+# Fastest first: `--variant auto` serves the first row that fits the device and engine, builds
+# here and passes its gate (measured order: benchmarks/results/engine.md).
+VARIANTS: tuple[Variant, ...] = (
+    Variant("int8", "int8", ("cpu",), ("openvino", "onnxruntime"), build_nncf_int8, Gate(min_spearman=0.97)),
+    Variant("fp16", "fp16", ("cuda",), ("onnxruntime",), build_fp16, Gate(min_spearman=0.995),
+            _fp16_unavailable),
+    # onnxruntime has no bf16 precision: there it would only be fp32, so auto never picks it there
+    Variant("bf16", "bf16", ("cpu",), ("openvino",), build_bf16, Gate(min_spearman=0.995), _bf16_unavailable),
+    Variant("fp32", "fp32", ("cpu", "cuda"), ("openvino", "onnxruntime"), build_copy, Gate(max_abs_diff=1e-4)),
+)
+BY_NAME: dict[str, Variant] = {variant.name: variant for variant in VARIANTS}
+NAMES: tuple[str, ...] = tuple(sorted(BY_NAME))
+
+
+def variant_named(name: str | Variant) -> Variant:
+    """A row by name (a Variant passes through), or a model error listing the choices."""
+    if isinstance(name, Variant):
+        return name
+    found = BY_NAME.get(name)
+    if found is None:
+        raise model_error(f"unknown variant {name!r}; choose from {', '.join(NAMES)}")
+    return found
+
+
+def auto_order(device: str, engine: str) -> tuple[str, ...]:
+    """The variants `--variant auto` tries on a resolved device and engine, fastest first."""
+    return tuple(row.name for row in VARIANTS if device in row.devices and engine in row.engines)
+
+
+__all__ = ["BY_NAME", "NAMES", "VARIANTS", "Variant", "auto_order", "variant_named"]
