@@ -1,7 +1,7 @@
 """The error table shared by every transport.
 
 One exception type carries a transport-neutral code; the gRPC server and the HTTP gateway
-each map the code to their own status (SPEC sections 5 and 6). Messages say what was wrong
+each map the code to their own status through the tables below. Messages say what was wrong
 and where (field, index), because they reach the caller verbatim.
 """
 
@@ -23,6 +23,11 @@ class ErrorCode(enum.Enum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     MODEL_ERROR = "MODEL_ERROR"  # a model that cannot be loaded or exported
     INTERNAL = "INTERNAL"
+    # HTTP only: the request line or headers, not the message, are wrong (gRPC never raises these)
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # a route exists, not for this method
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"  # Accept names no format the route answers in
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"  # Content-Type is neither msgpack nor JSON
+    HTTP_ERROR = "HTTP_ERROR"  # any other refusal of the HTTP router
 
 
 class XscoreError(Exception):
@@ -54,7 +59,7 @@ def model_error(message: str, **details: Any) -> XscoreError:
     return XscoreError(ErrorCode.MODEL_ERROR, message, details=details or None)
 
 
-# Each transport's status for each code: the one table both transports use (SPEC 5 and 6).
+# Each transport's status for each code: the one table both transports use.
 # gRPC status names are strings so this module does not import grpc.
 GRPC_STATUS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
@@ -68,6 +73,11 @@ GRPC_STATUS: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHENTICATED: "UNAUTHENTICATED",
     ErrorCode.MODEL_ERROR: "FAILED_PRECONDITION",
     ErrorCode.INTERNAL: "INTERNAL",
+    # Listed last and only with statuses above, so reading a status back still finds its plain code.
+    ErrorCode.METHOD_NOT_ALLOWED: "INVALID_ARGUMENT",
+    ErrorCode.NOT_ACCEPTABLE: "INVALID_ARGUMENT",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "INVALID_ARGUMENT",
+    ErrorCode.HTTP_ERROR: "INTERNAL",
 }
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -82,6 +92,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.MODEL_ERROR: 503,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.NOT_ACCEPTABLE: 406,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.HTTP_ERROR: 500,  # the gateway answers with the router's own status
 }
 
 # gRPC trailing metadata that carries what a status code alone loses (413 vs 422 both travel

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry
+from starlette import status
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -13,22 +14,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xscore.api.errors import ErrorCode, XscoreError
 from xscore.gateway import docs, ops, rerank, sie, vllm
 from xscore.gateway.backend import ScoringBackend
 from xscore.gateway.codec import DecodeLimits
 from xscore.gateway.context import RequestContextMiddleware
 from xscore.gateway.endpoint import Endpoint, GatewayState, Handler
-from xscore.gateway.errors import ProtocolError, error_response, method_not_allowed, not_found_route
+from xscore.gateway.errors import error_response, method_not_allowed, not_found_route
 from xscore.gateway.media import Format, default_for, response_format
 from xscore.gateway.metrics import gateway_metrics
 from xscore.gateway.requests import DEADLINE_HEADER
 
 # Headers a browser page may send and read when CORS is on.
 _CORS_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "X-Request-ID", DEADLINE_HEADER)
-Respond = Callable[[Request], Awaitable[Response]]
-
 _CORS_EXPOSED_HEADERS = ("X-Request-ID", "X-Queue-Time", "X-Tokenization-Time", "X-Inference-Time",
                          "X-Total-Time", "Retry-After")
+
+Respond = Callable[[Request], Awaitable[Response]]
 
 
 def routes(state: GatewayState) -> list[Route]:
@@ -67,13 +69,15 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     """404 (no route) and 405 (wrong method) from the router, in the same error body format."""
     assert isinstance(exc, HTTPException)
     negotiated = response_format(request.headers.get("accept"), Format.JSON) or default_for(Format.JSON)
-    if exc.status_code == 405:
-        error = method_not_allowed(request.method, request.url.path, (exc.headers or {}).get("Allow", ""))
-    elif exc.status_code == 404:
-        error = not_found_route(request.url.path)
-    else:
-        error = ProtocolError(exc.status_code, "HTTP_ERROR", str(exc.detail))
-    return error_response(error, negotiated)
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        allow = (exc.headers or {}).get("Allow", "")
+        error = method_not_allowed(request.method, request.url.path, allow)
+        return error_response(error, negotiated, headers={"Allow": allow} if allow else None)
+    if exc.status_code == status.HTTP_404_NOT_FOUND:
+        return error_response(not_found_route(request.url.path), negotiated)
+    # The router raises nothing else today; should it, its status stands.
+    error = XscoreError(ErrorCode.HTTP_ERROR, str(exc.detail))
+    return error_response(error, negotiated, status_code=exc.status_code)
 
 
 def create_app(

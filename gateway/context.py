@@ -11,11 +11,13 @@ import re
 import time
 import uuid
 
+from starlette import status
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xscore.gateway.codec import encode
-from xscore.gateway.media import Format
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.gateway.errors import error_response
+from xscore.gateway.media import Format, default_for
 from xscore.gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger("xscore.gateway")
@@ -37,14 +39,14 @@ class RequestContextMiddleware:
         request_id = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
+        status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
         response_started = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status_code, response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                status = message["status"]
+                status_code = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 headers.add_vary_header("Accept")
@@ -57,12 +59,9 @@ class RequestContextMiddleware:
             logger.exception("internal error request_id=%s %s %s", request_id, scope.get("method"),
                              scope.get("path"))
             if not response_started:
-                body = encode({"code": "INTERNAL", "message": f"internal error (request id {request_id})"},
-                              Format.JSON)
-                await send_with_headers({"type": "http.response.start", "status": 500, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                internal = XscoreError(ErrorCode.INTERNAL, f"internal error (request id {request_id})")
+                await error_response(internal, default_for(Format.JSON))(scope, receive, send_with_headers)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(template, scope.get("method", ""), status, time.perf_counter() - started)
+            self.metrics.observe(template, scope.get("method", ""), status_code, time.perf_counter() - started)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.gateway.backend import ScoringBackend
 from xscore.gateway.codec import DecodeLimits
-from xscore.gateway.errors import ProtocolError, error_response, not_acceptable
+from xscore.gateway.errors import error_response, not_acceptable
 from xscore.gateway.media import Format, Negotiated, default_for, response_format
 
 logger = logging.getLogger("xscore.gateway")
@@ -73,7 +73,7 @@ class Endpoint:
                     raise not_acceptable(accept or "")
                 negotiated = default_for(self.prefer)
             return await self.handler(request, negotiated, self.state)
-        except (XscoreError, ProtocolError) as error:
+        except XscoreError as error:
             return error_response(error, negotiated or default_for(Format.JSON))
         except Exception:
             logger.exception("internal error request_id=%s %s %s", request_id(request), request.method,

@@ -71,9 +71,6 @@ class Fields:
     def array(self, key: str, *, required: bool = False) -> list[Any] | None:
         return self._typed(key, list, required)
 
-    def path_of(self, key: str) -> str:
-        return self._at(key)
-
 
 def string_or_strings(value: Any, path: str) -> list[str]:
     """`"text"` or `["a", "b"]` (the vLLM text_1/text_2 shape) as a list of strings."""

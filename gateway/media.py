@@ -1,4 +1,4 @@
-"""Content negotiation (SPEC section 6): which format a body is in, which one to answer in.
+"""Content negotiation: which format a body is in, which one to answer in.
 
 Request bodies: msgpack iff the Content-Type is `application/msgpack` or `application/x-msgpack`,
 JSON iff `application/json`; parameters such as `charset` are allowed; anything else is 415.

@@ -1,4 +1,9 @@
-"""What a handler reads from a request besides its path: the decoded body and the deadline."""
+"""What a handler reads from a request besides its path: the decoded body and the deadline.
+
+The body's size limit is enforced while the stream is read, so an oversized body is refused
+after at most `limit` bytes, before anything is decoded; a Content-Length over the limit is
+refused unread.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from xscore.api.errors import invalid
-from xscore.gateway.body import read_body
+from xscore.api.errors import ErrorCode, XscoreError, invalid
 from xscore.gateway.codec import DecodeLimits, decode
 from xscore.gateway.errors import unsupported_media_type
 from xscore.gateway.media import Format, body_format
@@ -24,7 +28,26 @@ async def read_payload(request: Request, limits: DecodeLimits, *, untyped: Forma
     found = body_format(content_type) if content_type is not None else untyped
     if found is None:
         raise unsupported_media_type(content_type)
-    return decode(await read_body(request, limits.max_body_bytes), found, limits)
+    return decode(await _read_body(request, limits.max_body_bytes), found, limits)
+
+
+def _over(limit: int) -> XscoreError:
+    return XscoreError(ErrorCode.TOO_LARGE, f"request body is over the limit of {limit} bytes",
+                       details={"limit": limit})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _over(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _over(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def deadline_of(request: Request) -> float | None:

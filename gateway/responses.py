@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.background import BackgroundTask
+from starlette import status
 from starlette.responses import Response
 
 from xscore.api.schema import Timing
@@ -15,10 +15,10 @@ from xscore.gateway.media import Negotiated
 class EncodedResponse(Response):
     """A msgpack or JSON body, whichever negotiation chose."""
 
-    def __init__(self, content: Any, negotiated: Negotiated, status_code: int = 200,
-                 headers: dict[str, str] | None = None, background: BackgroundTask | None = None) -> None:
+    def __init__(self, content: Any, negotiated: Negotiated, status_code: int = status.HTTP_200_OK,
+                 headers: dict[str, str] | None = None) -> None:
         self.negotiated = negotiated
-        super().__init__(content, status_code, headers, negotiated.media_type, background)
+        super().__init__(content, status_code, headers, negotiated.media_type)
 
     def render(self, content: Any) -> bytes:
         return encode(content, self.negotiated.format)

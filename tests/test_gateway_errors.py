@@ -1,4 +1,4 @@
-"""Every error status of SPEC section 6 with its body, the size limits, and a fuzz test: no 5xx."""
+"""Every HTTP error status with its body, the size limits, and a fuzz test: no 5xx."""
 
 from __future__ import annotations
 

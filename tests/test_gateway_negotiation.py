@@ -1,4 +1,4 @@
-"""Content negotiation on POST /v1/score/{model}: the full Content-Type x Accept matrix (SPEC 6)."""
+"""Content negotiation on POST /v1/score/{model}: the full Content-Type x Accept matrix."""
 
 from __future__ import annotations
 

@@ -1,20 +1,13 @@
 """Prometheus metrics for the scoring path, in a registry of their own.
 
-Every transport exposes the same registry: the gRPC server keeps it, and the HTTP gateway
-serves it at /metrics with `render()`. A registry per `Metrics` (not the process-global
+`xscore serve` hands this registry to the HTTP gateway, which adds its own request metrics
+and serves the whole registry at /metrics. A registry per `Metrics` (not the process-global
 default) lets several services, or tests, live in one process without clashing names.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Seconds, from a sub-millisecond short pair to a multi-second 500-item request.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -22,8 +15,6 @@ _PAIR_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 _REQUEST_BUCKETS = (1, 2, 3, 4, 8, 16, 32, 64)
 _RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75)
-
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -57,10 +48,6 @@ class Metrics:
         self.dropped_pairs = Counter("xscore_dropped_pairs",
                                      "Pairs dropped before inference (caller cancelled or deadline passed).",
                                      ["model", "reason"], registry=r)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of this registry (serve with CONTENT_TYPE)."""
-        return generate_latest(self.registry)
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0 when absent): for tests, benchmarks and readiness probes."""
