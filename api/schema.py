@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from xscore.api.errors import invalid
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -28,6 +30,12 @@ class ScoreRequest:
     truncate: bool = True
     return_text: bool = False
     deadline: float | None = None  # time.monotonic() after which the caller no longer waits
+
+
+def check_top_k(top_k: int | None) -> None:
+    """top_k is a count: every side checks it (the wire's uint32 cannot carry a negative one)."""
+    if top_k is not None and top_k < 0:
+        raise invalid(f"top_k must be >= 0, got {top_k}", field="top_k")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,6 @@ class ModelInfo:
 
 
 __all__ = [
-    "Item", "ModelInfo", "PairsRequest", "PairsResult", "ScoreRequest", "ScoreResult", "ScoredItem",
+    "Item", "ModelInfo", "check_top_k", "PairsRequest", "PairsResult", "ScoreRequest", "ScoreResult", "ScoredItem",
     "Timing", "Usage",
 ]

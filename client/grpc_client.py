@@ -2,7 +2,9 @@
 
 Both retry RESOURCE_EXHAUSTED (queue full) and UNAVAILABLE (draining, not ready) with
 exponential backoff, waiting at least the server's `retry-after` hint, and never past the
-call's deadline: a retry that could not finish in time is not started.
+call's deadline: a retry that could not finish in time is not started. Requests are built and
+channels sized through `xscore.api.wire`, the module the server uses too; nothing here depends on
+the service itself.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from xscore.api.errors import RETRY_AFTER_METADATA
+from xscore.api import wire
+from xscore.api.errors import ERROR_CODE_METADATA
+from xscore.api.schema import Item, PairsRequest, ScoreRequest
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 
-ItemLike = str | tuple[str, str] | score_pb2.Item  # text, (id, text), or the message
+ItemLike = str | tuple[str, str] | Item | score_pb2.Item  # text, (id, text), or either item type
 _Response = TypeVar("_Response")
 
 
@@ -44,13 +48,14 @@ class RetryPolicy:
 def retry_after(error: grpc.RpcError) -> float | None:
     """The server's retry-after hint in seconds, if the error carries one."""
     trailing = getattr(error, "trailing_metadata", None)
-    for key, value in (trailing() if callable(trailing) else None) or ():
-        if key == RETRY_AFTER_METADATA:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
-    return None
+    hint = wire.retry_after(trailing() if callable(trailing) else None)
+    return None if hint is None else max(0.0, hint)
+
+
+def _from_the_scorer(error: grpc.RpcError) -> bool:
+    """The servicer marks its errors with the precise code; gRPC's own errors carry none."""
+    trailing = getattr(error, "trailing_metadata", None)
+    return ERROR_CODE_METADATA in wire.text_metadata(trailing() if callable(trailing) else None)
 
 
 def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: float | None) -> float | None:
@@ -58,6 +63,8 @@ def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: 
     code = error.code() if callable(getattr(error, "code", None)) else None
     if code not in RETRYABLE or retry + 1 >= policy.attempts:
         return None
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not _from_the_scorer(error):
+        return None  # gRPC's own: a message over the size limit, which a retry cannot make smaller
     delay = policy.delay(error, retry)
     if deadline is not None and time.monotonic() + delay >= deadline:
         return None
@@ -67,28 +74,35 @@ def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: 
 def score_request(query: str, items: Sequence[ItemLike], *, model: str = "default", top_k: int = 0,
                   raw_scores: bool = False, truncate: bool | None = None,
                   return_text: bool = False) -> score_pb2.ScoreRequest:
-    request = score_pb2.ScoreRequest(model=model, query=query, items=[_item(item) for item in items], top_k=top_k,
-                                     raw_scores=raw_scores, return_text=return_text)
-    if truncate is not None:
-        request.truncate = truncate
+    """A Score message; `truncate=None` leaves the field unset so that the server's default applies."""
+    request = wire.encode_score_request(ScoreRequest(
+        model=model, query=query, items=[_item(item) for item in items], top_k=top_k or None,
+        raw_scores=raw_scores, truncate=True if truncate is None else truncate, return_text=return_text))
+    if truncate is None:
+        request.ClearField("truncate")
     return request
 
 
 def pairs_request(queries: Sequence[str], documents: Sequence[str], *, model: str = "default",
                   raw_scores: bool = False, truncate: bool | None = None) -> score_pb2.ScorePairsRequest:
-    request = score_pb2.ScorePairsRequest(model=model, queries=queries, documents=documents, raw_scores=raw_scores)
-    if truncate is not None:
-        request.truncate = truncate
+    """A ScorePairs message; `truncate=None` leaves the field unset, as in `score_request`."""
+    request = wire.encode_pairs_request(PairsRequest(
+        model=model, queries=queries, documents=documents, raw_scores=raw_scores,
+        truncate=True if truncate is None else truncate))
+    if truncate is None:
+        request.ClearField("truncate")
     return request
 
 
-def _item(item: ItemLike) -> score_pb2.Item:
-    if isinstance(item, score_pb2.Item):
+def _item(item: ItemLike) -> Item:
+    if isinstance(item, Item):
         return item
+    if isinstance(item, score_pb2.Item):
+        return Item(item.text, item.id or None)
     if isinstance(item, str):
-        return score_pb2.Item(text=item)
+        return Item(item)
     item_id, text = item
-    return score_pb2.Item(id=item_id, text=text)
+    return Item(text, item_id or None)
 
 
 class ScorerClient:
@@ -96,7 +110,7 @@ class ScorerClient:
 
     def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
                  metadata: Sequence[tuple[str, str]] = (), channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or grpc.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
@@ -151,7 +165,7 @@ class AsyncScorerClient:
 
     def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
                  metadata: Sequence[tuple[str, str]] = (), channel: grpc.aio.Channel | None = None) -> None:
-        self._channel = channel or grpc.aio.insecure_channel(target)
+        self._channel = channel or grpc.aio.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout

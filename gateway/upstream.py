@@ -1,138 +1,106 @@
 """`RemoteScorer`: the scorer interface over gRPC, for a gateway in front of a remote service.
 
 It offers the same async methods as `Scorer` (`score`, `score_pairs`, and `list_models` /
-`get_model` as coroutines) over the committed `xscore.v1` stubs, and turns gRPC errors back into
-`XscoreError`s. A status code alone cannot tell INVALID_ARGUMENT from "too large" or
-"unprocessable" (all three are INVALID_ARGUMENT on the wire), so the servicer sends the precise
-code in the `xscore-error-code` trailing metadata (and the details as JSON in
-`xscore-error-details`); this side prefers them when present.
+`get_model` as coroutines) on top of `AsyncScorerClient`, so a gateway gets what every client
+gets: retries of a full queue or a draining server with backoff and the server's retry-after,
+never past the request's deadline, and the same message-size limits as the server. Messages
+and errors are converted by `xscore.api.wire`, the module the servicer uses; gRPC errors come
+back as the `XscoreError`s the servicer raised (precise code, details, retry-after).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 
-from xscore.api.errors import (
-    ERROR_CODE_METADATA,
-    ERROR_DETAILS_METADATA,
-    GRPC_STATUS,
-    RETRY_AFTER_METADATA,
-    ErrorCode,
-    XscoreError,
-    invalid,
-)
+from xscore.api import wire
+from xscore.api.errors import ERROR_CODE_METADATA, ErrorCode, XscoreError
 from xscore.api.schema import (
     ModelInfo,
     PairsRequest,
     PairsResult,
-    ScoredItem,
     ScoreRequest,
     ScoreResult,
-    Timing,
-    Usage,
+    check_top_k,
 )
-from xscore.v1 import score_pb2, score_pb2_grpc
+from xscore.client.grpc_client import AsyncScorerClient, RetryPolicy
 
-# Reverse of GRPC_STATUS: the first code listed for a status is its plain meaning.
-_FROM_GRPC: dict[str, ErrorCode] = {}
-for _code, _status in GRPC_STATUS.items():
-    _FROM_GRPC.setdefault(_status, _code)
+T = TypeVar("T")
 
 
-def error_from_rpc(error: grpc.aio.AioRpcError, target: str) -> XscoreError:
-    metadata = {key: value for key, value in (error.trailing_metadata() or ()) if isinstance(value, str)}
-    try:
-        code = ErrorCode(metadata[ERROR_CODE_METADATA])
-    except (KeyError, ValueError):
-        code = _FROM_GRPC.get(error.code().name, ErrorCode.INTERNAL)
-    retry_after = None
-    try:
-        retry_after = float(metadata[RETRY_AFTER_METADATA])
-    except (KeyError, ValueError):
-        pass
-    details = None
-    try:
-        details = json.loads(metadata[ERROR_DETAILS_METADATA])
-    except (KeyError, ValueError):
-        pass
-    message = error.details() or error.code().name
-    if error.code() is grpc.StatusCode.UNAVAILABLE and ERROR_CODE_METADATA not in metadata:
-        message = f"upstream {target} unavailable: {message}"  # a transport failure, not the servicer
-        retry_after = retry_after or 1.0
-    return XscoreError(code, message, details=details if isinstance(details, dict) else None,
-                       retry_after_s=retry_after)
+def error_from_rpc(error: grpc.RpcError, target: str) -> XscoreError:
+    """The servicer's error; a transport failure (no xscore trailer) says which upstream failed."""
+    trailers = wire.text_metadata(error.trailing_metadata())
+    converted = wire.decode_error(error.code(), error.details(), trailers.items())
+    if error.code() is grpc.StatusCode.UNAVAILABLE and ERROR_CODE_METADATA not in trailers:
+        return XscoreError(converted.code, f"upstream {target} unavailable: {converted.message}",
+                           details=converted.details or None, retry_after_s=converted.retry_after_s or 1.0)
+    return converted
 
 
-def _timing(timing: score_pb2.Timing) -> Timing:
-    return Timing(timing.queue_ms, timing.tokenize_ms, timing.inference_ms, timing.total_ms)
-
-
-def _usage(usage: score_pb2.Usage) -> Usage:
-    return Usage(pairs=usage.pairs, tokens=usage.tokens, truncated=list(usage.truncated))
-
-
-def _model(info: score_pb2.ModelInfo) -> ModelInfo:
-    return ModelInfo(info.name, info.source, info.variant, info.engine, info.device, info.max_length,
-                     info.max_items_per_request, info.max_batch_tokens, info.ready)
+def _timeout(deadline: float | None) -> float | None:
+    """Seconds left before `deadline` (a time.monotonic() value), as the call's timeout."""
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
+    return remaining
 
 
 class RemoteScorer:
-    def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None) -> None:
-        """`target` is "host:port"; the channel is created lazily on the running loop."""
+    def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        """`target` is "host:port". The client (and its channel) is made on first use, because
+        grpc.aio binds a channel to the running loop, which the constructor may not run on."""
         self.target = target
         self._channel = channel
-        self._stub: score_pb2_grpc.ScorerStub | None = None
+        self._retry = retry
+        self._client: AsyncScorerClient | None = None
 
-    def _scorer(self) -> score_pb2_grpc.ScorerStub:
-        if self._stub is None:
-            if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = score_pb2_grpc.ScorerStub(self._channel)
-        return self._stub
+    def _scorer(self) -> AsyncScorerClient:
+        if self._client is None:
+            # no timeout of its own: a request's deadline is the only bound, as in-process
+            self._client = AsyncScorerClient(self.target, timeout=None, retry=self._retry, channel=self._channel)
+        return self._client
 
-    async def _call(self, method: str, message: object, deadline: float | None = None) -> object:
-        timeout = None if deadline is None else deadline - time.monotonic()
-        if timeout is not None and timeout <= 0:
-            raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
+    async def _call(self, call: Callable[[AsyncScorerClient], Awaitable[T]]) -> T:
         try:
-            return await getattr(self._scorer(), method)(message, timeout=timeout)
-        except grpc.aio.AioRpcError as error:
+            return await call(self._scorer())
+        except grpc.RpcError as error:
             raise error_from_rpc(error, self.target) from None
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
-        if request.top_k is not None and request.top_k < 0:  # uint32 on the wire cannot say it
-            raise invalid(f"top_k must be >= 0, got {request.top_k}", field="top_k")
-        message = score_pb2.ScoreRequest(
-            model=request.model, query=request.query,
-            items=[score_pb2.Item(id=item.id or "", text=item.text) for item in request.items],
-            top_k=request.top_k or 0, raw_scores=request.raw_scores, truncate=request.truncate,
-            return_text=request.return_text)
-        reply = await self._call("Score", message, request.deadline)
-        scores = [ScoredItem(entry.item_id, entry.index, entry.score, entry.rank,
-                             entry.text if entry.HasField("text") else None) for entry in reply.scores]
-        return ScoreResult(reply.model, scores, _usage(reply.usage), _timing(reply.timing))
+        check_top_k(request.top_k)  # a uint32 on the wire cannot carry a negative top_k to be refused there
+        timeout = _timeout(request.deadline)
+        reply = await self._call(lambda client: client.score(
+            request.query, request.items, model=request.model, top_k=request.top_k or 0,
+            raw_scores=request.raw_scores, truncate=request.truncate, return_text=request.return_text,
+            timeout=timeout))
+        return wire.decode_score_result(reply)
 
     async def score_pairs(self, request: PairsRequest) -> PairsResult:
-        message = score_pb2.ScorePairsRequest(model=request.model, queries=list(request.queries),
-                                              documents=list(request.documents), raw_scores=request.raw_scores,
-                                              truncate=request.truncate)
-        reply = await self._call("ScorePairs", message, request.deadline)
-        return PairsResult(reply.model, list(reply.scores), _usage(reply.usage), _timing(reply.timing))
+        timeout = _timeout(request.deadline)
+        reply = await self._call(lambda client: client.score_pairs(
+            request.queries, request.documents, model=request.model, raw_scores=request.raw_scores,
+            truncate=request.truncate, timeout=timeout))
+        return wire.decode_pairs_result(reply)
 
     async def list_models(self) -> list[ModelInfo]:
-        reply = await self._call("ListModels", score_pb2.ListModelsRequest())
-        return [_model(info) for info in reply.models]
+        return [wire.decode_model_info(info) for info in await self._call(lambda client: client.list_models())]
 
     async def get_model(self, name: str) -> ModelInfo:
-        return _model(await self._call("GetModel", score_pb2.GetModelRequest(name=name)))
+        return wire.decode_model_info(await self._call(lambda client: client.get_model(name)))
 
     async def close(self) -> None:
-        if self._channel is not None:
+        if self._client is not None:
+            await self._client.close()
+        elif self._channel is not None:
             await self._channel.close()
-        self._channel = self._stub = None
+        self._client = self._channel = None
 
 
 __all__ = ["RemoteScorer", "error_from_rpc"]

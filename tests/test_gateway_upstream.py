@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 from gateway_harness import JSON, MSGPACK, LoopThread, decoded, loop, packb, running_gateway, scorer  # noqa: F401
+from servers import wait_until
 
+from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.schema import Item, ScoreRequest
 from xscore.gateway.upstream import RemoteScorer
+from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.grpc_server import GrpcServer
 from xscore.service.serving.scorer import Scorer
+from xscore.service.serving.validation import Limits
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +84,72 @@ def test_unreachable_upstream_is_503_with_retry_after(loop, scorer):
         assert response.json()["code"] == "UNAVAILABLE" and dead in response.json()["message"]
         assert http.get("/readyz").status_code == 503
     loop.run(remote.close())
+
+
+@contextmanager
+def serving(loop: LoopThread, scorer: Scorer) -> Iterator[str]:
+    """`scorer` behind a real gRPC server on a free port; yields its address."""
+    server = GrpcServer(scorer, "127.0.0.1", 0)
+    address = loop.run(server.start())
+    try:
+        yield address
+    finally:
+        loop.run(server.stop(None))
+
+
+def test_the_remote_scorer_retries_a_full_upstream_queue_until_admitted(loop, tiny_model):
+    """An upstream whose queue is full refuses with RESOURCE_EXHAUSTED; the gateway waits and retries.
+
+    The upstream's batcher is not started yet, so a request it admitted stays queued and fills it.
+    """
+    async def build() -> Scorer:
+        return Scorer({"tiny": tiny_model}, Limits(), batching=BatcherConfig(max_queue_pairs=2))
+
+    async def start(scorer: Scorer) -> None:
+        scorer.start()
+
+    upstream = loop.run(build())
+    try:
+        with serving(loop, upstream) as address:
+            remote = RemoteScorer(address)
+            queued = asyncio.run_coroutine_threadsafe(
+                upstream.score(ScoreRequest("tiny", "q", [Item("a"), Item("b")])), loop.loop)
+            wait_until(lambda: upstream.metrics.value("xscore_queue_pairs", model="tiny") == 2)
+            # retry-after (1 s) is past this deadline: refused at once, not retried into a timeout
+            with pytest.raises(XscoreError) as hurried:
+                loop.run(remote.score(ScoreRequest("tiny", "q", [Item("c")], deadline=time.monotonic() + 0.5)))
+            assert hurried.value.code is ErrorCode.RESOURCE_EXHAUSTED and hurried.value.retry_after_s == 1.0
+            assert hurried.value.details == {"queued_pairs": 2, "limit": 2}
+            refused = asyncio.run_coroutine_threadsafe(remote.score(
+                ScoreRequest("tiny", "q", [Item("c", "only")], deadline=time.monotonic() + 30)), loop.loop)
+            wait_until(lambda: upstream.metrics.value("xscore_rejected_requests_total", model="tiny") >= 2)
+            loop.run(start(upstream))  # the queue drains; the remote scorer's retry is admitted
+            result = refused.result(30)
+            assert [(entry.item_id, entry.rank) for entry in result.scores] == [("only", 0)]
+            assert len(queued.result(30).scores) == 2
+            assert upstream.metrics.value("xscore_requests_total", model="tiny", status="ok") == 2
+            loop.run(remote.close())
+    finally:
+        loop.run(upstream.close())
+
+
+def test_a_response_over_grpcs_default_4_mib_passes_through_the_remote_scorer(loop, tiny_model):
+    """Both ends use the shared message-size limit, so return_text of long documents comes back whole."""
+    texts = [letter * 1_000_000 for letter in "abcde"]  # one long word each: cheap to tokenize
+
+    async def build() -> Scorer:
+        scorer = Scorer({"tiny": tiny_model}, Limits(max_text_chars=1_000_000))
+        scorer.start()
+        return scorer
+
+    upstream = loop.run(build())
+    try:
+        with serving(loop, upstream) as address:
+            remote = RemoteScorer(address)
+            result = loop.run(remote.score(ScoreRequest("tiny", "q", [Item(text) for text in texts],
+                                                        return_text=True)))
+            loop.run(remote.close())
+    finally:
+        loop.run(upstream.close())
+    assert sum(map(len, texts)) > 4 * 1024 * 1024
+    assert sorted(entry.text for entry in result.scores) == texts

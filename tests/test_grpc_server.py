@@ -230,3 +230,14 @@ def test_a_full_queue_fails_fast_with_retry_after_and_the_client_retries_through
         busy.join()
     assert len(response.scores) == 10
     assert rejected() > before
+
+
+def test_an_answer_over_the_clients_size_limit_is_not_retried_as_a_full_queue(server):
+    """gRPC's own RESOURCE_EXHAUSTED (a message too large) carries no xscore-error-code: retrying
+    the same call would fail the same way, so the client raises it at once."""
+    before = server.metric("xscore_requests_total", model="tiny", status="ok")
+    channel = grpc.insecure_channel(server.address, options=[("grpc.max_receive_message_length", 2048)])
+    with ScorerClient(server.address, channel=channel, retry=RetryPolicy(attempts=4)) as small:
+        code, details = code_of(lambda: small.score("q", ["x" * 4000], model="tiny", return_text=True))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
+    assert server.metric("xscore_requests_total", model="tiny", status="ok") == before + 1

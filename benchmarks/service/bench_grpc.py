@@ -1,4 +1,4 @@
-"""Engine-only vs the gRPC service on the MiniLM-size cross-encoder, fp32 (SPEC section 10).
+"""Engine-only vs the gRPC service on the MiniLM-size cross-encoder, fp32.
 
     python -m benchmarks.service.bench_grpc [--docs 100] [--clients 1 8 32] [--open-loop-s 20]
 
@@ -190,7 +190,7 @@ def report(results: dict) -> str:
     overhead = results["overhead"]
     tail = results["tail"]
     lines += [
-        "", "| target (SPEC 10) | measured | met |", "|---|---|---|",
+        "", "| target | measured | met |", "|---|---|---|",
         f"| service >= 90% of engine-only at 32 clients | {results['ratio_at_32']:.1%} | "
         f"{'yes' if results['ratio_at_32'] >= 0.9 else 'no'} |",
         f"| single short pair p50 <= 1 ms above the bare call | {overhead['service_p50_ms']:.2f} ms vs "

@@ -1,13 +1,12 @@
 """The gRPC transport: `xscore.v1.Scorer` over the Scorer façade, with health and reflection.
 
-A thin mapping (TEI's router/src/grpc/server.rs): protobuf messages to the scorer's request
-types and back, XscoreError codes to gRPC status through `errors.GRPC_STATUS`. No model logic.
+A thin mapping: protobuf messages to the scorer's request types and back, and XscoreError to
+gRPC status and trailing metadata, all through `xscore.api.wire`. No model logic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -17,16 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from xscore.api.errors import (
-    ERROR_CODE_METADATA,
-    ERROR_DETAILS_METADATA,
-    GRPC_STATUS,
-    REQUEST_ID_METADATA,
-    RETRY_AFTER_METADATA,
-    ErrorCode,
-    XscoreError,
-)
-from xscore.api.schema import Item, ModelInfo, PairsRequest, PairsResult, ScoreRequest, ScoreResult
+from xscore.api import wire
+from xscore.api.errors import REQUEST_ID_METADATA, ErrorCode, XscoreError
 from xscore.service.serving.scorer import Scorer
 from xscore.v1 import score_pb2, score_pb2_grpc
 
@@ -80,37 +71,22 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
 
     async def ListModels(self, request: score_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> score_pb2.ListModelsResponse:
-        return score_pb2.ListModelsResponse(models=[_model_info(info) for info in self._scorer.list_models()])
+        models = [wire.encode_model_info(info) for info in self._scorer.list_models()]
+        return score_pb2.ListModelsResponse(models=models)
 
     async def GetModel(self, request: score_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> score_pb2.ModelInfo:
         async def get() -> score_pb2.ModelInfo:
-            return _model_info(self._scorer.get_model(request.name))
+            return wire.encode_model_info(self._scorer.get_model(request.name))
         return await _guarded(context, "GetModel", get())
 
     async def _score(self, message: score_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> score_pb2.ScoreResponse:
-        request = ScoreRequest(
-            model=message.model,
-            query=message.query,
-            items=[Item(item.text, item.id or None) for item in message.items],
-            top_k=message.top_k or None,
-            raw_scores=message.raw_scores,
-            truncate=message.truncate if message.HasField("truncate") else True,
-            return_text=message.return_text,
-            deadline=_deadline(context),
-        )
-        return _score_response(await self._scorer.score(request))
+        request = wire.decode_score_request(message, deadline=_deadline(context))
+        return wire.encode_score_result(await self._scorer.score(request))
 
     async def _score_pairs(self, message: score_pb2.ScorePairsRequest,
                            context: grpc.aio.ServicerContext) -> score_pb2.ScorePairsResponse:
-        request = PairsRequest(
-            model=message.model,
-            queries=list(message.queries),
-            documents=list(message.documents),
-            raw_scores=message.raw_scores,
-            truncate=message.truncate if message.HasField("truncate") else True,
-            deadline=_deadline(context),
-        )
-        return _pairs_response(await self._scorer.score_pairs(request))
+        request = wire.decode_pairs_request(message, deadline=_deadline(context))
+        return wire.encode_pairs_result(await self._scorer.score_pairs(request))
 
 
 async def _guarded(context: grpc.aio.ServicerContext, method: str, work):
@@ -125,18 +101,12 @@ async def _guarded(context: grpc.aio.ServicerContext, method: str, work):
     await context.abort(code, message)
 
 
-def _status_of(exc: Exception, request_id: str,
-               method: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
-    """Status, message and trailing metadata (precise code, details, retry-after) for a failure."""
+def _status_of(exc: Exception, request_id: str, method: str) -> tuple[grpc.StatusCode, str, wire.Metadata]:
+    """Status, message and trailing metadata for a failure; unexpected ones are logged, then INTERNAL."""
     if not isinstance(exc, XscoreError):
         log.exception("request %s: %s failed unexpectedly", request_id, method, exc_info=exc)
         exc = XscoreError(ErrorCode.INTERNAL, f"internal error (request id {request_id})")
-    metadata = [(ERROR_CODE_METADATA, exc.code.value)]
-    if exc.details:
-        metadata.append((ERROR_DETAILS_METADATA, json.dumps(exc.details)))
-    if exc.retry_after_s is not None:
-        metadata.append((RETRY_AFTER_METADATA, f"{exc.retry_after_s:.3f}"))
-    return grpc.StatusCode[GRPC_STATUS[exc.code]], exc.message, tuple(metadata)
+    return wire.encode_error(exc)
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
@@ -149,35 +119,6 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
-
-
-def _timing(result: ScoreResult | PairsResult) -> score_pb2.Timing:
-    t = result.timing
-    return score_pb2.Timing(queue_ms=t.queue_ms, tokenize_ms=t.tokenize_ms, inference_ms=t.inference_ms,
-                            total_ms=t.total_ms)
-
-
-def _usage(result: ScoreResult | PairsResult) -> score_pb2.Usage:
-    u = result.usage
-    return score_pb2.Usage(pairs=u.pairs, tokens=u.tokens, truncated=u.truncated)
-
-
-def _score_response(result: ScoreResult) -> score_pb2.ScoreResponse:
-    scores = [score_pb2.ScoredItem(item_id=e.item_id, index=e.index, score=e.score, rank=e.rank, text=e.text)
-              for e in result.scores]
-    return score_pb2.ScoreResponse(model=result.model, scores=scores, usage=_usage(result), timing=_timing(result))
-
-
-def _pairs_response(result: PairsResult) -> score_pb2.ScorePairsResponse:
-    return score_pb2.ScorePairsResponse(model=result.model, scores=result.scores, usage=_usage(result),
-                                        timing=_timing(result))
-
-
-def _model_info(info: ModelInfo) -> score_pb2.ModelInfo:
-    return score_pb2.ModelInfo(name=info.name, source=info.source, variant=info.variant, engine=info.engine,
-                               device=info.device, max_length=info.max_length,
-                               max_items_per_request=info.max_items_per_request,
-                               max_batch_tokens=info.max_batch_tokens, ready=info.ready)
 
 
 class GrpcServer:
@@ -193,8 +134,7 @@ class GrpcServer:
 
     async def start(self) -> str:
         """Bind, serve, and mark every model SERVING; returns the bound "host:port"."""
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                          ("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[*wire.CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
         score_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self._scorer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

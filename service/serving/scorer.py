@@ -28,6 +28,7 @@ from xscore.api.schema import (
     ScoreResult,
     Timing,
     Usage,
+    check_top_k,
 )
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.tokenization import EncodedPair
@@ -38,7 +39,6 @@ from xscore.service.serving.validation import (
     check_documents,
     check_items,
     check_query,
-    check_top_k,
     pair_up,
 )
 

@@ -15,11 +15,6 @@ class Limits:
     max_text_chars: int = 100_000  # per query or document
 
 
-def check_top_k(top_k: int | None) -> None:
-    if top_k is not None and top_k < 0:
-        raise invalid(f"top_k must be >= 0, got {top_k}", field="top_k")
-
-
 def check_query(query: object, limits: Limits, field_name: str = "query") -> str:
     if not isinstance(query, str):
         raise invalid(f"{field_name} must be a string, got {type(query).__name__}", field=field_name)
