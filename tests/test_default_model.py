@@ -18,7 +18,7 @@ from xscore.recipes.default_model import (
     materialize_default,
 )
 from xscore.recipes.default_model import data as D
-from xscore.recipes.default_model.metrics import (
+from xscore.recipes.default_model.ranking_metrics import (
     dcg_at,
     ndcg_at,
     ranked_relevance,

@@ -102,8 +102,8 @@ def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
     else:
         engine = OnnxRuntimeEngine(path, precision=precision, options=EngineOptions(threads=attempt.threads))
     model = LoadedModel.load(attempt.label, exported.path, engine)
-    # the benchmark process ends with its scorers; their loop threads are daemons
     scorer = BlockingScorer(model, batching=BatcherConfig(max_batch_tokens=attempt.budget))
+    atexit.register(scorer.close)  # stops its batcher before the loop goes away
 
     def score(query: str, candidates: Sequence[str]) -> np.ndarray:
         return np.asarray(scorer.score_pairs([query], list(candidates), raw=True).scores, dtype=np.float32)

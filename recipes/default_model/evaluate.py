@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xscore.recipes.default_model.data import Bm25, EvalQuery
-from xscore.recipes.default_model.metrics import mean, ndcg_at, ranked_relevance, reciprocal_rank_at
+from xscore.recipes.default_model.ranking_metrics import mean, ndcg_at, ranked_relevance, reciprocal_rank_at
 
 ScorePairs = Callable[[list[tuple[str, str]]], np.ndarray]
 
