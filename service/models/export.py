@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from xscore.api.errors import model_error
+from xscore.api.errors import XscoreError, model_error
 from xscore.service.models import cache
 from xscore.service.models.activation import activation_from_config
 from xscore.service.models.calibration import calibration_pairs
-from xscore.service.models.engines import create_engine
+from xscore.service.models.engines import create_engine, resolve_device, resolve_engine
 from xscore.service.models.engines.base import Engine
 from xscore.service.models.fidelity import Fidelity, measure
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.sources import ModelSource, read_config, resolve_source
-from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer
+from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer, pad_batch
 from xscore.service.models.variants import Variant, variant_named
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[
         tokenizer = PairTokenizer.from_dir(staging)
         pairs = tokenizer.encode(*zip(*probe_pairs()), truncate=True)
         bar.set_postfix_str(steps[1])
-        reference = exporter.reference_logits(source.local_dir, pairs, tokenizer.pad_id)
+        reference = exporter.reference_logits(source.local_dir, pairs)
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
@@ -117,12 +117,15 @@ def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[
                 for name in _SIDE_FILES:
                     if (staging / name).is_file():
                         shutil.copyfile(staging / name, scratch / name)
-                extra = row.build(staging / ONNX_NAME, scratch / ONNX_NAME, calibration_pairs())
-                # scored by the engine that will serve it, at the precision it will run in
-                engine = _serving_engine(scratch, row, extra)
-                extra = {**extra, "fidelity_engine": engine.name}
-                scores = run_planned(engine.run, pairs, tokenizer.pad_id, PARITY_BATCH_TOKENS)
-                del engine
+                try:
+                    extra, scores = _build_and_score(row, staging / ONNX_NAME, scratch, pairs, tokenizer.pad_id)
+                except Exception as exc:
+                    # any failure of one variant (a quantizer that cannot read the graph, no
+                    # engine that loads it) refuses that variant; `--variant auto` moves on
+                    reason = exc.message if isinstance(exc, XscoreError) else f"{type(exc).__name__}: {exc}"
+                    refusal = model_error(f"variant {row.name} of {source.spec} could not be built: {reason}")
+                    cache.record_refusal(entry, refusal.message, refusal.details)
+                    raise refusal from exc
                 fidelity = measure(activation.raw(reference), activation.raw(scores))
                 problems = row.gate.failures(fidelity)
                 if problems:
@@ -164,6 +167,19 @@ def _manifest(source: ModelSource, variant: str, precision: str, directory: Path
     )
 
 
+def _build_and_score(row: Variant, fp32_onnx: Path, scratch: Path, pairs: Sequence[EncodedPair],
+                     pad_id: int) -> tuple[dict[str, str], np.ndarray]:
+    """Build the variant into scratch and score the probe pairs on the engine that will serve it,
+    at the precision it will run in, in the planner's mixed-length batches."""
+    extra = row.build(fp32_onnx, scratch / ONNX_NAME, calibration_pairs())
+    engine = _serving_engine(scratch, row, extra)
+    if engine.name != resolve_engine(extra.get("engine", "auto"), resolve_device(row.device), row.precision):
+        # the first choice could not load this graph: serve it where it was measured
+        extra = {**extra, "engine": engine.name}
+    extra = {**extra, "fidelity_engine": engine.name}
+    return extra, run_planned(engine.run, pairs, pad_id, PARITY_BATCH_TOKENS)
+
+
 def _serving_engine(directory: Path, row: Variant, extra: dict[str, str]) -> Engine:
     probe = Manifest(source="", identity="", variant=row.name, model_file=ONNX_NAME, files=[], opset=OPSET,
                      max_length=0, num_labels=1, activation="", export_seconds=0.0, parity={}, versions={},
@@ -196,7 +212,10 @@ class _Exporter:
         if not (output / "tokenizer.json").is_file():
             raise model_error(f"{model_dir} has no fast tokenizer (tokenizer.json could not be made)")
 
-    def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair], pad_id: int) -> np.ndarray:
+    def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair]) -> np.ndarray:
+        """Each pair scored alone by the PyTorch model (no padding, no batch-mates). The variant is
+        scored in mixed-length batches, so a score that depends on its batch-mates (a wrong pad
+        id, a pooling that reads padding) fails the gate instead of passing on both sides."""
         model = self._auto_model.from_pretrained(str(model_dir), torch_dtype=self._torch.float32).eval()
         wants_types = "token_type_ids" in model.forward.__code__.co_varnames
 
@@ -208,7 +227,7 @@ class _Exporter:
             return model(**inputs).logits.float().numpy()
 
         with self._torch.inference_mode():
-            return run_planned(run, pairs, pad_id, PARITY_BATCH_TOKENS)
+            return np.concatenate([run(pad_batch([pair], pad_id=0)) for pair in pairs])
 
 
 def _require_exporter() -> _Exporter:

@@ -9,6 +9,7 @@ for every model: the query keeps its tokens up to `query_cap`, the document is c
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from xscore.api.errors import ErrorCode, XscoreError, model_error
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -74,7 +77,9 @@ def split_lengths(query: int, document: int, budget: int, query_cap: int) -> tup
 class PairTokenizer:
     """Encodes (query, document) pairs exactly as the model's own tokenizer would."""
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int, query_cap: int | None = None) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_length: int, query_cap: int | None = None,
+                 pad_id: int | None = None) -> None:
+        declared = tokenizer.padding
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self._tokenizer = tokenizer
@@ -85,7 +90,16 @@ class PairTokenizer:
             raise model_error(f"max_length {max_length} leaves no room for a query and a document")
         self.content_budget = budget
         self.query_cap = query_cap if query_cap is not None else budget // 2
-        self.pad_id = _pad_id(tokenizer)
+        if pad_id is None and declared and isinstance(declared.get("pad_id"), int):
+            pad_id = declared["pad_id"]
+        if pad_id is None:
+            # Masked padding is invisible to an encoder whatever its id; where a model reads the
+            # ids (positions, last-token pooling) the export's gate compares every probe pair in
+            # a mixed-length batch with the pair alone, and refuses a model that depends on it.
+            log.warning("the model declares no pad token (config pad_token_id, tokenizer pad_token); "
+                        "padding with id 0")
+            pad_id = 0
+        self.pad_id = pad_id
 
     @classmethod
     def from_dir(cls, model_dir: Path, max_length: int | None = None) -> PairTokenizer:
@@ -100,7 +114,8 @@ class PairTokenizer:
         except Exception as exc:  # the Rust error says which part of the file is bad
             raise model_error(f"cannot read {path}: {exc}") from exc
         limit = model_max_length(model_dir)
-        return cls(tokenizer, min(max_length, limit) if max_length else limit)
+        chosen = min(max_length, limit) if max_length else min(limit, default_max_length(model_dir))
+        return cls(tokenizer, chosen, pad_id=declared_pad_id(model_dir, tokenizer))
 
     def encode(
         self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True
@@ -174,6 +189,18 @@ def model_max_length(model_dir: Path) -> int:
 
 _OFFSET_MODELS = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}
 
+# Without --max-length, long-context models are served at most this long: attention memory grows
+# with the square of a pair's length, and a 32k-token decoder pair alone can fill a machine.
+ENCODER_DEFAULT_MAX_LENGTH = 8192
+DECODER_DEFAULT_MAX_LENGTH = 4096
+_DECODER_MODELS = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3", "phi3", "gpt2"}
+
+
+def default_max_length(model_dir: Path) -> int:
+    """The serving default for a model's type (a decoder or an encoder); --max-length overrides it."""
+    model_type = _read_json(model_dir / "config.json").get("model_type")
+    return DECODER_DEFAULT_MAX_LENGTH if model_type in _DECODER_MODELS else ENCODER_DEFAULT_MAX_LENGTH
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -182,9 +209,17 @@ def _read_json(path: Path) -> dict:
         raise model_error(f"cannot read {path}: {exc}") from exc
 
 
-def _pad_id(tokenizer: Tokenizer) -> int:
-    for token in ("[PAD]", "<pad>", "<|pad|>", "[pad]"):
-        token_id = tokenizer.token_to_id(token)
-        if token_id is not None:
-            return token_id
-    return 0
+def declared_pad_id(model_dir: Path, tokenizer: Tokenizer) -> int | None:
+    """The pad id the model was built with, never guessed: `pad_token_id` in config.json (the
+    exported graph uses it: RoBERTa's positions and decoder classifiers' last-token pooling read
+    it from the ids), else the pad token the tokenizer's config declares. None when neither does."""
+    declared = _read_json(model_dir / "config.json").get("pad_token_id")
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
+        return declared
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        token = _read_json(model_dir / name).get("pad_token")
+        if isinstance(token, dict):
+            token = token.get("content")
+        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    return None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xscore.api.errors import model_error
+from xscore.api.errors import XscoreError, model_error
 from xscore.service.models.engines.base import Engine, EngineOptions
 from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine, cuda_available
 from xscore.service.models.engines.openvino import OpenVinoEngine, openvino_available
@@ -87,15 +87,31 @@ def resolve_engine(engine: str, device: str, precision: str = "fp32") -> str:
 def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", device: str = "auto",
                   options: EngineOptions = EngineOptions()) -> Engine:
     """The engine for an exported variant. A variant built for one engine (its manifest says
-    which, and its fidelity was measured there) gets that engine under `auto`."""
+    which, and its fidelity was measured there) gets that engine under `auto`. A runtime that
+    cannot load the graph hands it to the next engine that fits, with a warning."""
     resolved_device = resolve_device(device)
     if engine == "auto" and manifest.extra.get("engine"):
         engine = manifest.extra["engine"]
-    kind = ENGINE_KINDS[resolve_engine(engine, resolved_device, manifest.precision)]
-    # a precision the backend cannot compute in (bf16 on onnxruntime) runs the same file in fp32
-    precision = manifest.precision if manifest.precision in kind.precisions else "fp32"
-    return kind.create(directory / manifest.model_file, precision=precision, device=resolved_device,
-                       options=options)
+    chosen = resolve_engine(engine, resolved_device, manifest.precision)
+    candidates = [chosen] + [kind.name for kind in ENGINE_KINDS.values() if kind.name != chosen
+                             and resolved_device in kind.devices and kind.unavailable(resolved_device) is None]
+    failures: list[str] = []
+    for name in candidates:
+        kind = ENGINE_KINDS[name]
+        # a precision the backend cannot compute in (bf16 on onnxruntime) runs the same file in fp32
+        precision = manifest.precision if manifest.precision in kind.precisions else "fp32"
+        try:
+            made = kind.create(directory / manifest.model_file, precision=precision, device=resolved_device,
+                               options=options)
+        except XscoreError as exc:
+            if "cannot_load" not in exc.details:
+                raise  # not the graph (a CPU without bf16, bad options): falling back would hide it
+            failures.append(exc.message)
+            if name != candidates[-1]:
+                log.warning("%s; trying %s", exc.message, candidates[candidates.index(name) + 1])
+            continue
+        return made
+    raise model_error(f"no engine here can run {directory / manifest.model_file}: {'; '.join(failures)}")
 
 
 __all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "Engine", "EngineKind", "EngineOptions", "create_engine",

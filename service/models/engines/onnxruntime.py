@@ -52,7 +52,7 @@ class OnnxRuntimeEngine:
         try:
             self._session = ort.InferenceSession(str(model_path), session_options, providers=providers)
         except Exception as exc:
-            raise model_error(f"onnxruntime cannot load {model_path}: {exc}") from exc
+            raise model_error(f"onnxruntime cannot load {model_path}: {exc}", cannot_load="onnxruntime") from exc
         self.device = "cuda" if self._session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         if device == "cuda" and self.device != "cuda":
             log.warning("CUDA provider could not start; running %s on CPU", model_path.name)

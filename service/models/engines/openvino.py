@@ -89,7 +89,7 @@ class OpenVinoEngine:
         try:
             self._compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
         except Exception as exc:
-            raise model_error(f"OpenVINO cannot load {model_path}: {exc}") from exc
+            raise model_error(f"OpenVINO cannot load {model_path}: {exc}", cannot_load="openvino") from exc
         self.parallelism = int(self._compiled.get_property(props.optimal_number_of_infer_requests)) \
             if hint == "THROUGHPUT" else 1
         self.hint, self.threads = hint, threads

@@ -1,0 +1,107 @@
+"""Every architecture family, exported and served through the batcher, scores as transformers
+scores each pair alone (mixed-length batches included): logits within 1e-4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scoring import score_pairs
+
+from benchmarks.families import FAMILY_NAMES, Family, families
+from xscore.service.models.engines import create_engine
+from xscore.service.models.export import export
+from xscore.service.models.model import LoadedModel
+
+
+@pytest.fixture(scope="module")
+def family_table() -> dict[str, Family]:
+    return {family.name: family for family in families()}
+
+
+def mixed_pairs() -> tuple[list[str], list[str]]:
+    """Two queries over documents of 3 to ~250 words: every batch the planner forms pads."""
+    from xscore.service.models.calibration import docstrings
+
+    texts = [text for _, text in docstrings()]
+    documents = [" ".join(texts[index].split()[:length])
+                 for index, length in zip(range(40, 52), (3, 250, 12, 80, 5, 160, 30, 220, 8, 120, 60, 2))]
+    queries = ["how do I read a file line by line"] * 6 + ["spawn a process and wait"] * 6
+    return queries, documents
+
+
+def reference_logits(model_dir: Path, queries: list[str], documents: list[str]) -> np.ndarray:
+    """transformers, one pair at a time (what CrossEncoder.predict computes before its activation)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    scores = []
+    with torch.inference_mode():
+        for query, document in zip(queries, documents):
+            inputs = tokenizer(query, document, truncation=True, max_length=512, return_tensors="pt")
+            scores.append(float(model(**inputs).logits[0, 0]))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_each_family_serves_as_transformers_scores_each_pair_alone(name, family_table, tmp_path_factory, cache_dir):
+    model_dir = family_table[name].build(tmp_path_factory.mktemp("families") / name)
+    exported = export(str(model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+    engine = create_engine(exported.path, exported.manifest, device="cpu")
+    model = LoadedModel.load(name, exported.path, engine)
+    queries, documents = mixed_pairs()
+    reference = reference_logits(model_dir, queries, documents)
+    assert reference.std() > 0.5, "the random head must spread the logits, or the comparison says nothing"
+    served = score_pairs(model, queries, documents, raw=True, max_tokens=1024).scores
+    np.testing.assert_allclose(served, reference, atol=1e-4)
+    assert exported.manifest.parity["max_abs_diff"] <= 1e-4
+
+
+def test_a_decoder_classifier_pads_with_the_pad_token_its_config_declares(family_table, tmp_path_factory, cache_dir):
+    """Its pooling reads the last non-pad token from the ids: padded with another id (the old
+    guess, 0), a score changes with its batch-mates."""
+    model_dir = family_table["qwen3-seq-cls"].build(tmp_path_factory.mktemp("families") / "qwen3-pad")
+    exported = export(str(model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+    model = LoadedModel.load("qwen3", exported.path, create_engine(exported.path, exported.manifest, device="cpu"))
+    assert model.tokenizer.pad_id == 2 != 0
+    queries, documents = mixed_pairs()
+    right = score_pairs(model, queries, documents, raw=True, max_tokens=1024).scores
+    model.tokenizer.pad_id = 0
+    guessed = score_pairs(model, queries, documents, raw=True, max_tokens=1024).scores
+    np.testing.assert_allclose(right, reference_logits(model_dir, queries, documents), atol=1e-4)
+    assert np.abs(guessed - right).max() > 0.1
+
+
+def test_variant_auto_serves_a_deberta_whose_graph_openvino_cannot_compile(family_table, tmp_path_factory, caplog):
+    """OpenVINO refuses DeBERTa's relative-position `If`; the variant falls back to onnxruntime,
+    pinned in its manifest, and `--variant auto` serves the first variant that builds and passes."""
+    import logging
+
+    from xscore.service.models.registry import ModelSpec, load_model
+
+    model_dir = family_table["deberta-v3"].build(tmp_path_factory.mktemp("families") / "deberta-auto")
+    with caplog.at_level(logging.INFO):
+        model = load_model(ModelSpec("deberta", str(model_dir)), device="cpu", progress=False)
+    assert model.manifest.extra.get("fidelity_engine") == model.engine.name
+    assert "variant auto for deberta: serving" in caplog.text
+    queries, documents = mixed_pairs()
+    served = score_pairs(model, queries, documents, raw=True).scores
+    assert np.all(np.isfinite(served))
+
+
+def test_long_context_models_default_to_a_bounded_max_length_that_max_length_raises(family_table, tmp_path_factory):
+    import json
+
+    from xscore.service.models.tokenization import DECODER_DEFAULT_MAX_LENGTH, PairTokenizer
+
+    model_dir = family_table["qwen3-seq-cls"].build(tmp_path_factory.mktemp("families") / "qwen3-long")
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        declared = json.loads((model_dir / name).read_text())
+        declared[key] = 32768
+        (model_dir / name).write_text(json.dumps(declared))
+    assert PairTokenizer.from_dir(model_dir).max_length == DECODER_DEFAULT_MAX_LENGTH == 4096
+    assert PairTokenizer.from_dir(model_dir, 16384).max_length == 16384
+    assert PairTokenizer.from_dir(model_dir, 65536).max_length == 32768  # never past the model's own limit
