@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,31 @@ def test_changed_model_weights_get_a_new_cache_entry(tiny_model_dir, tmp_path):
     config.write_text(config.read_text() + "\n")  # same model, different bytes: a new identity
     second = export(str(copy), ["fp32"], root=tmp_path / "cache", progress=False)["fp32"]
     assert first.path != second.path and not second.reused
+
+
+def test_a_model_with_external_data_is_copied_whole_and_scores_the_same(tiny_export, tiny_model, tmp_path):
+    """Models over 2 GB (bge-reranker-v2-m3) keep their weights in external data beside
+    model.onnx; a variant must carry them, and both engines must read them."""
+    import onnx
+
+    from xscore.service.models.engines import create_engine
+    from xscore.service.models.model import LoadedModel
+    from xscore.service.models.variants import build_copy, external_data_files
+
+    source, built = tmp_path / "source", tmp_path / "built"
+    source.mkdir()
+    built.mkdir()
+    for path in tiny_export.path.iterdir():
+        if path.name != "model.onnx":
+            shutil.copyfile(path, source / path.name)
+            shutil.copyfile(path, built / path.name)
+    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
+              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    assert external_data_files(source / "model.onnx") == ["model.onnx_data"]
+    build_copy(source / "model.onnx", built / "model.onnx", [])
+    (source / "model.onnx_data").unlink()  # the copy must not lean on the source's data
+    documents = ["first document", "a second, longer document about ranking", "third"]
+    expected = score_pairs(tiny_model, ["q"] * 3, documents, raw=True).scores
+    for engine in ("onnxruntime", "openvino"):
+        model = LoadedModel.load("ext", built, create_engine(built, tiny_export.manifest, engine=engine, device="cpu"))
+        np.testing.assert_allclose(score_pairs(model, ["q"] * 3, documents, raw=True).scores, expected, atol=1e-5)

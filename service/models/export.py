@@ -21,7 +21,12 @@ from xscore.api.errors import XscoreError, model_error
 from xscore.service.models import cache
 from xscore.service.models.activation import activation_from_config
 from xscore.service.models.calibration import calibration_pairs
-from xscore.service.models.engines import create_engine, resolve_device, resolve_engine
+from xscore.service.models.engines import (
+    ENGINE_KINDS,
+    create_engine,
+    resolve_device,
+    resolve_engine,
+)
 from xscore.service.models.engines.base import Engine
 from xscore.service.models.fidelity import Fidelity, measure
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
@@ -173,6 +178,10 @@ def _build_and_score(row: Variant, fp32_onnx: Path, scratch: Path, pairs: Sequen
     at the precision it will run in, in the planner's mixed-length batches."""
     extra = row.build(fp32_onnx, scratch / ONNX_NAME, calibration_pairs())
     engine = _serving_engine(scratch, row, extra)
+    if row.precision not in ENGINE_KINDS[engine.name].precisions:
+        # e.g. bf16 handed to onnxruntime because OpenVINO cannot load the graph: it would be
+        # fp32 under another name
+        raise model_error(f"{engine.name} serves this model, and it cannot compute in {row.precision}")
     if engine.name != resolve_engine(extra.get("engine", "auto"), resolve_device(row.device), row.precision):
         # the first choice could not load this graph: serve it where it was measured
         extra = {**extra, "engine": engine.name}

@@ -53,14 +53,47 @@ class Variant:
         return dataclasses.replace(self, name=name, build=build)
 
 
+# protobuf cannot hold a model over 2 GB in one file: its weights go to external data beside it
+PROTOBUF_LIMIT_BYTES = 2 * 1024**3
+
+
+def external_data_files(onnx_file: Path) -> list[str]:
+    """Names of the external data files an ONNX file refers to (beside it), e.g. model.onnx_data."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    return sorted({ExternalDataInfo(tensor).location for tensor in _get_all_tensors(model)
+                   if uses_external_data(tensor)})
+
+
+def copy_onnx(source: Path, output: Path) -> None:
+    """Copy an ONNX file and its external data; the data keep their names, which the file records."""
+    shutil.copyfile(source, output)
+    for name in external_data_files(source):
+        shutil.copyfile(source.parent / name, output.parent / name)
+
+
+def save_onnx(model, output: Path) -> None:
+    """Save in one file, or with external data `<name>_data` once the weights near protobuf's limit."""
+    import onnx
+
+    try:
+        large = model.ByteSize() > PROTOBUF_LIMIT_BYTES - 64 * 1024**2
+    except Exception:  # noqa: BLE001 - a model protobuf cannot even size is over the limit
+        large = True
+    onnx.save(model, str(output), save_as_external_data=large, all_tensors_to_one_file=True,
+              location=f"{output.name}_data")
+
+
 def build_copy(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
-    shutil.copyfile(fp32_onnx, output)
+    copy_onnx(fp32_onnx, output)
     return {}
 
 
 def build_bf16(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The fp32 file run at OpenVINO's bf16 inference precision: no second set of weights."""
-    shutil.copyfile(fp32_onnx, output)
+    copy_onnx(fp32_onnx, output)
     return {"engine": "openvino", "inference_precision": "bf16"}
 
 
@@ -68,7 +101,8 @@ def build_ort_dynamic_int8(fp32_onnx: Path, output: Path, calibration: Sequence[
     """onnxruntime dynamic int8 with per-channel weights (per-tensor ranked clearly worse)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(fp32_onnx, output, weight_type=QuantType.QInt8, per_channel=True,
+                     use_external_data_format=bool(external_data_files(fp32_onnx)))
     # its DynamicQuantizeLinear scales are set per batch: served by the runtime it was made for
     return {"engine": "onnxruntime", "quantizer": "onnxruntime-dynamic-per-channel"}
 
@@ -97,7 +131,7 @@ def build_nncf_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[s
     with contextlib.redirect_stdout(sys.stderr):
         quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
                                   model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
-    onnx.save(quantized, str(output))
+    save_onnx(quantized, output)
     return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
             "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}
 
@@ -106,8 +140,7 @@ def build_fp16(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, s
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True)
-    onnx.save(model, str(output))
+    save_onnx(convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True), output)
     return {"engine": "onnxruntime"}
 
 
