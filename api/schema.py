@@ -30,6 +30,7 @@ class ScoreRequest:
     truncate: bool = True
     return_text: bool = False
     deadline: float | None = None  # time.monotonic() after which the caller no longer waits
+    instruction: str | None = None  # a causal-LM reranker's task (its default when None); others ignore it
 
 
 def check_top_k(top_k: int | None) -> None:
@@ -48,6 +49,7 @@ class PairsRequest:
     raw_scores: bool = False
     truncate: bool = True
     deadline: float | None = None
+    instruction: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

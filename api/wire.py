@@ -63,7 +63,7 @@ def encode_score_request(request: ScoreRequest) -> score_pb2.ScoreRequest:
         model=request.model, query=request.query,
         items=[score_pb2.Item(id=item.id or "", text=item.text) for item in request.items],
         top_k=request.top_k or 0, raw_scores=request.raw_scores, truncate=request.truncate,
-        return_text=request.return_text)
+        return_text=request.return_text, instruction=request.instruction)
 
 
 def decode_score_request(message: score_pb2.ScoreRequest, deadline: float | None = None) -> ScoreRequest:
@@ -76,13 +76,14 @@ def decode_score_request(message: score_pb2.ScoreRequest, deadline: float | None
         truncate=_truncate(message),
         return_text=message.return_text,
         deadline=deadline,
+        instruction=_instruction(message),
     )
 
 
 def encode_pairs_request(request: PairsRequest) -> score_pb2.ScorePairsRequest:
     return score_pb2.ScorePairsRequest(model=request.model, queries=list(request.queries),
                                        documents=list(request.documents), raw_scores=request.raw_scores,
-                                       truncate=request.truncate)
+                                       truncate=request.truncate, instruction=request.instruction)
 
 
 def decode_pairs_request(message: score_pb2.ScorePairsRequest, deadline: float | None = None) -> PairsRequest:
@@ -93,7 +94,13 @@ def decode_pairs_request(message: score_pb2.ScorePairsRequest, deadline: float |
         raw_scores=message.raw_scores,
         truncate=_truncate(message),
         deadline=deadline,
+        instruction=_instruction(message),
     )
+
+
+def _instruction(message: score_pb2.ScoreRequest | score_pb2.ScorePairsRequest) -> str | None:
+    """Optional on the wire: unset means the model's default instruction."""
+    return message.instruction if message.HasField("instruction") else None
 
 
 def _truncate(message: score_pb2.ScoreRequest | score_pb2.ScorePairsRequest) -> bool:

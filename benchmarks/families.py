@@ -209,3 +209,41 @@ def families() -> list[Family]:
 
 
 FAMILY_NAMES = ("bert", "electra", "distilbert", "roberta", "xlm-roberta", "deberta-v3", "modernbert", "qwen3-seq-cls")
+
+
+def causal_reranker() -> Family:
+    """A Qwen3ForCausalLM reranker (Qwen3-Reranker's shape): scored by logit("yes") - logit("no")
+    at the last position of its chat prompt; its answer rows are spread like the heads above."""
+    from xscore.service.models.prompts import QWEN3_RERANKER
+
+    tokenizer = decoder_bpe_tokenizer(4096)
+    tokenizer.add_tokens(["yes", "no", "<think>", "</think>"])
+
+    def build(destination: Path) -> Path:
+        import torch
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        torch.manual_seed(0)
+        config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                             max_position_embeddings=4096, initializer_range=0.1, tie_word_embeddings=False,
+                             pad_token_id=tokenizer.pad_token_id)
+        model = Qwen3ForCausalLM(config).eval()
+        yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+        texts = [QWEN3_RERANKER.prefix + QWEN3_RERANKER.text(q, d) + QWEN3_RERANKER.suffix
+                 for q, d in calibration_pairs(16, seed=7)]
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt",
+                            add_special_tokens=False)
+        rows = model.lm_head.weight
+        with torch.inference_mode():
+            last = encoded["attention_mask"].sum(dim=1) - 1
+            logits = model(**encoded).logits[torch.arange(len(texts)), last]
+            spread = float((logits[:, yes] - logits[:, no]).std())
+            rows[yes] = rows[no] + (rows[yes] - rows[no]) * (LOGIT_SPREAD / max(spread, 1e-6))
+        destination.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(destination)
+        tokenizer.save_pretrained(destination)
+        return destination
+
+    return Family("qwen3-reranker", build, ("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B",
+                                            "Qwen/Qwen3-Reranker-8B"))

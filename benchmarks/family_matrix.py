@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from benchmarks.families import families
+from benchmarks.families import causal_reranker, families
 from xscore.api.errors import XscoreError
 from xscore.service.models import variants
 from xscore.service.models.export import export
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     machine = f"{platform.machine()}, {cpu_class()}"
-    chosen = [family for family in families() if not args.only or family.name in args.only]
+    chosen = [family for family in (*families(), causal_reranker()) if not args.only or family.name in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["XSCORE_CACHE"] = str(Path(scratch) / "cache")  # exports and `auto` share it

@@ -73,22 +73,24 @@ def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: 
 
 def score_request(query: str, items: Sequence[ItemLike], *, model: str = "default", top_k: int = 0,
                   raw_scores: bool = False, truncate: bool | None = None,
-                  return_text: bool = False) -> score_pb2.ScoreRequest:
+                  return_text: bool = False, instruction: str | None = None) -> score_pb2.ScoreRequest:
     """A Score message; `truncate=None` leaves the field unset so that the server's default applies."""
     request = wire.encode_score_request(ScoreRequest(
         model=model, query=query, items=[_item(item) for item in items], top_k=top_k or None,
-        raw_scores=raw_scores, truncate=True if truncate is None else truncate, return_text=return_text))
+        raw_scores=raw_scores, truncate=True if truncate is None else truncate, return_text=return_text,
+        instruction=instruction))
     if truncate is None:
         request.ClearField("truncate")
     return request
 
 
 def pairs_request(queries: Sequence[str], documents: Sequence[str], *, model: str = "default",
-                  raw_scores: bool = False, truncate: bool | None = None) -> score_pb2.ScorePairsRequest:
+                  raw_scores: bool = False, truncate: bool | None = None,
+                  instruction: str | None = None) -> score_pb2.ScorePairsRequest:
     """A ScorePairs message; `truncate=None` leaves the field unset, as in `score_request`."""
     request = wire.encode_pairs_request(PairsRequest(
         model=model, queries=queries, documents=documents, raw_scores=raw_scores,
-        truncate=True if truncate is None else truncate))
+        truncate=True if truncate is None else truncate, instruction=instruction))
     if truncate is None:
         request.ClearField("truncate")
     return request

@@ -19,6 +19,11 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_INSTRUCTION = {"type": ["string", "null"],
+                "description": "The task given to a causal-LM reranker's prompt (default: its profile's); "
+                               "cross-encoders ignore it"}
+
+
 def _content(schema: str, *types: str) -> dict[str, Any]:
     return {media_type: {"schema": _ref(schema)} for media_type in types}
 
@@ -88,8 +93,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "query": _ref("Item"),
             "items": {"type": "array", "items": _ref("Item")},
-            "instruction": {"type": ["string", "null"],
-                            "description": "Accepted for SIE compatibility; the served cross-encoders ignore it"},
+            "instruction": _INSTRUCTION,
             "options": _ref("ScoreOptions"),
         },
     },
@@ -133,6 +137,7 @@ _SCHEMAS: dict[str, Any] = {
             "queries": _ref("Texts"),
             "documents": _ref("Texts"),
             "use_activation": {"type": "boolean", "default": True},
+            "instruction": _INSTRUCTION,
             "truncate": {"type": "boolean", "default": True},
         },
     },
@@ -163,6 +168,7 @@ _SCHEMAS: dict[str, Any] = {
                 {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
             ]}},
             "top_n": {"type": ["integer", "null"], "minimum": 0},
+            "instruction": _INSTRUCTION,
             "return_documents": {"type": "boolean", "default": True},
         },
     },

@@ -44,6 +44,7 @@ def parse(body: Any, model: str, deadline: float | None) -> ScoreRequest:
         truncate=fields.boolean("truncate", True),
         return_text=fields.boolean("return_documents", True),
         deadline=deadline,
+        instruction=fields.string("instruction"),  # a causal-LM reranker's task (an xscore extension)
     )
 
 

@@ -39,8 +39,8 @@ def parse(body: Any, model: str, deadline: float | None) -> tuple[ScoreRequest, 
         raise invalid("query is required", field="query")
     query = _item(fields.raw("query"), "query")
     items = [_item(value, f"items[{index}]") for index, value in enumerate(fields.array("items", required=True))]
-    # Accepted for SIE compatibility; the cross-encoders served take no instruction.
-    fields.string("instruction")
+    # a causal-LM reranker's task; cross-encoders ignore it
+    instruction = fields.string("instruction")
     options = fields.obj("options") or Fields({}, "options")
     request = ScoreRequest(
         model=model,
@@ -51,6 +51,7 @@ def parse(body: Any, model: str, deadline: float | None) -> tuple[ScoreRequest, 
         truncate=options.boolean("truncate", True),
         return_text=options.boolean("return_text", False),
         deadline=deadline,
+        instruction=instruction,
     )
     return request, query.id
 

@@ -79,14 +79,14 @@ class RemoteScorer:
         reply = await self._call(lambda client: client.score(
             request.query, request.items, model=request.model, top_k=request.top_k or 0,
             raw_scores=request.raw_scores, truncate=request.truncate, return_text=request.return_text,
-            timeout=timeout))
+            instruction=request.instruction, timeout=timeout))
         return wire.decode_score_result(reply)
 
     async def score_pairs(self, request: PairsRequest) -> PairsResult:
         timeout = _timeout(request.deadline)
         reply = await self._call(lambda client: client.score_pairs(
             request.queries, request.documents, model=request.model, raw_scores=request.raw_scores,
-            truncate=request.truncate, timeout=timeout))
+            truncate=request.truncate, instruction=request.instruction, timeout=timeout))
         return wire.decode_pairs_result(reply)
 
     async def list_models(self) -> list[ModelInfo]:

@@ -46,6 +46,7 @@ def parse(body: Any, model: str, deadline: float | None) -> PairsRequest:
         raw_scores=fields.boolean("raw_scores", not activation),
         truncate=fields.boolean("truncate", True),
         deadline=deadline,
+        instruction=fields.string("instruction"),  # a causal-LM reranker's task (an xscore extension)
     )
 
 

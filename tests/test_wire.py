@@ -36,10 +36,12 @@ items = st.builds(Item, text=TEXT, id=st.none() | NON_EMPTY)
 score_requests = st.builds(
     ScoreRequest, model=TEXT, query=TEXT, items=st.lists(items, max_size=5),
     top_k=st.none() | st.integers(min_value=1, max_value=2**32 - 1), raw_scores=st.booleans(),
-    truncate=st.booleans(), return_text=st.booleans(), deadline=st.none() | st.floats(allow_nan=False))
+    truncate=st.booleans(), return_text=st.booleans(), deadline=st.none() | st.floats(allow_nan=False),
+    instruction=st.none() | TEXT)
 pairs_requests = st.builds(
     PairsRequest, model=TEXT, queries=st.lists(TEXT, max_size=5), documents=st.lists(TEXT, max_size=5),
-    raw_scores=st.booleans(), truncate=st.booleans(), deadline=st.none() | st.floats(allow_nan=False))
+    raw_scores=st.booleans(), truncate=st.booleans(), deadline=st.none() | st.floats(allow_nan=False),
+    instruction=st.none() | TEXT)
 usages = st.builds(Usage, pairs=UINT32, tokens=UINT64, truncated=st.lists(UINT32, max_size=5))
 timings = st.builds(Timing, queue_ms=DOUBLE, tokenize_ms=DOUBLE, inference_ms=DOUBLE, total_ms=DOUBLE)
 scored_items = st.builds(ScoredItem, item_id=TEXT, index=UINT32, score=FLOAT32, rank=UINT32,
@@ -89,6 +91,7 @@ def test_an_unset_truncate_means_true_and_empty_values_mean_absent():
     message = score_pb2.ScoreRequest(model="m", query="q", items=[score_pb2.Item(text="d")])
     request = wire.decode_score_request(message)
     assert request.truncate is True and request.top_k is None and request.items == [Item("d", None)]
+    assert request.instruction is None  # unset: the model's default instruction
     assert wire.decode_pairs_request(score_pb2.ScorePairsRequest(model="m")).truncate is True
     explicit = wire.decode_score_request(score_pb2.ScoreRequest(truncate=False))
     assert explicit.truncate is False

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-truncate", dest="truncate", action="store_false",
                         help="fail on over-long pairs instead of truncating them")
     parser.add_argument("--top-k", type=int, default=None, help="keep the best K")
+    parser.add_argument("--instruction", default=None,
+                        help="the task for a causal-LM reranker's prompt (default: its own); cross-encoders ignore it")
     add_engine_options(parser)
     parser.set_defaults(func=run)
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(spec, variant=args.variant, device=args.device, engine=args.engine,
                        options=engine_options(args), max_length=args.max_length)
     with BlockingScorer(model) as scorer:
-        result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate)
+        result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate,
+                              instruction=args.instruction)
     output = {
         "model": spec.name,
         "variant": model.manifest.variant,

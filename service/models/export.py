@@ -6,6 +6,7 @@ serving install, which has no torch, can still load anything already in the cach
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -32,7 +33,14 @@ from xscore.service.models.fidelity import Fidelity, measure
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
-from xscore.service.models.sources import ModelSource, read_config, resolve_source
+from xscore.service.models.prompts import CONFIG_KEY as PROMPT_CONFIG_KEY
+from xscore.service.models.prompts import PromptProfile, prompt_profile
+from xscore.service.models.sources import (
+    ModelSource,
+    is_sequence_classifier,
+    read_config,
+    resolve_source,
+)
 from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer, pad_batch
 from xscore.service.models.variants import Variant, variant_named
 
@@ -106,12 +114,14 @@ def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=staging_parent) as staging_name:
         staging = Path(staging_name)
         bar.set_postfix_str(steps[0])
-        exporter.export_onnx(source.local_dir, staging)
+        source_config = read_config(source.local_dir)
+        prompt = None if is_sequence_classifier(source_config) else prompt_profile(source.local_dir, source_config)
+        exporter.export_onnx(source.local_dir, staging, prompt)
         bar.update()
         tokenizer = PairTokenizer.from_dir(staging)
         pairs = tokenizer.encode(*zip(*probe_pairs()), truncate=True)
         bar.set_postfix_str(steps[1])
-        reference = exporter.reference_logits(source.local_dir, pairs)
+        reference = exporter.reference_logits(source.local_dir, pairs, prompt)
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
@@ -212,7 +222,16 @@ class _Exporter:
         self._main_export = main_export
         self._auto_model = AutoModelForSequenceClassification
 
-    def export_onnx(self, model_dir: Path, output: Path) -> None:
+    def export_onnx(self, model_dir: Path, output: Path, prompt: PromptProfile | None = None) -> None:
+        if prompt is not None:
+            # a causal-LM reranker becomes the sequence classifier it is at its last position
+            with tempfile.TemporaryDirectory(prefix="xscore-classifier-") as scratch:
+                self._as_classifier(model_dir, prompt, Path(scratch))
+                self.export_onnx(Path(scratch), output)
+            config = json.loads((output / "config.json").read_text())
+            config[PROMPT_CONFIG_KEY] = prompt.as_dict()
+            (output / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            return
         try:
             self._main_export(str(model_dir), output, task="text-classification", opset=OPSET,
                               do_validation=False, library_name="transformers")
@@ -221,19 +240,64 @@ class _Exporter:
         if not (output / "tokenizer.json").is_file():
             raise model_error(f"{model_dir} has no fast tokenizer (tokenizer.json could not be made)")
 
-    def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair]) -> np.ndarray:
+    def _answer_tokens(self, tokenizer, prompt: PromptProfile, model_dir: Path) -> tuple[int, int]:
+        ids = []
+        for token in (prompt.yes_token, prompt.no_token):
+            found = tokenizer.convert_tokens_to_ids(token)
+            if found is None or found == tokenizer.unk_token_id:
+                raise model_error(f"{model_dir}: the answer token {token!r} of prompt profile {prompt.name} "
+                                  "is not one token of this tokenizer")
+            ids.append(found)
+        return ids[0], ids[1]
+
+    def _as_classifier(self, model_dir: Path, prompt: PromptProfile, destination: Path) -> None:
+        """The same body with a 1-logit head `W[yes] - W[no]`: its logit at the last non-pad token
+        is logit_yes - logit_no of the language model, and the vocabulary is never computed."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        if tokenizer.pad_token_id is None:
+            raise model_error(f"{model_dir}: the tokenizer declares no pad token, so batches cannot be padded")
+        yes, no = self._answer_tokens(tokenizer, prompt, model_dir)
+        causal = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self._torch.float32).eval()
+        settings = causal.config.to_dict()
+        settings.update(num_labels=1, id2label={0: "yes"}, label2id={"yes": 0}, pad_token_id=tokenizer.pad_token_id,
+                        architectures=[name.replace("ForCausalLM", "ForSequenceClassification")
+                                       for name in settings.get("architectures") or []])
+        classifier = self._auto_model.from_config(type(causal.config).from_dict(settings), dtype=self._torch.float32)
+        body = getattr(classifier, classifier.base_model_prefix)
+        body.load_state_dict(getattr(causal, causal.base_model_prefix).state_dict())
+        answers = causal.get_output_embeddings().weight.detach()
+        with self._torch.no_grad():
+            classifier.score.weight.copy_((answers[yes] - answers[no]).unsqueeze(0))
+        classifier.save_pretrained(destination)
+        tokenizer.save_pretrained(destination)
+
+    def reference_logits(self, model_dir: Path, pairs: Sequence[EncodedPair],
+                         prompt: PromptProfile | None = None) -> np.ndarray:
         """Each pair scored alone by the PyTorch model (no padding, no batch-mates). The variant is
         scored in mixed-length batches, so a score that depends on its batch-mates (a wrong pad
-        id, a pooling that reads padding) fails the gate instead of passing on both sides."""
-        model = self._auto_model.from_pretrained(str(model_dir), torch_dtype=self._torch.float32).eval()
-        wants_types = "token_type_ids" in model.forward.__code__.co_varnames
+        id, a pooling that reads padding) fails the gate instead of passing on both sides. A
+        causal-LM reranker is scored as its own model: logit_yes - logit_no at the last token."""
+        if prompt is not None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        def run(batch: EncodedBatch) -> np.ndarray:
-            inputs = {"input_ids": self._torch.from_numpy(batch.input_ids),
-                      "attention_mask": self._torch.from_numpy(batch.attention_mask)}
-            if wants_types:
-                inputs["token_type_ids"] = self._torch.from_numpy(batch.token_type_ids)
-            return model(**inputs).logits.float().numpy()
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self._torch.float32).eval()
+            yes, no = self._answer_tokens(AutoTokenizer.from_pretrained(str(model_dir)), prompt, model_dir)
+
+            def run(batch: EncodedBatch) -> np.ndarray:
+                last = model(input_ids=self._torch.from_numpy(batch.input_ids)).logits[:, -1]
+                return (last[:, yes] - last[:, no]).float().numpy()[:, None]
+        else:
+            model = self._auto_model.from_pretrained(str(model_dir), dtype=self._torch.float32).eval()
+            wants_types = "token_type_ids" in model.forward.__code__.co_varnames
+
+            def run(batch: EncodedBatch) -> np.ndarray:
+                inputs = {"input_ids": self._torch.from_numpy(batch.input_ids),
+                          "attention_mask": self._torch.from_numpy(batch.attention_mask)}
+                if wants_types:
+                    inputs["token_type_ids"] = self._torch.from_numpy(batch.token_type_ids)
+                return model(**inputs).logits.float().numpy()
 
         with self._torch.inference_mode():
             return np.concatenate([run(pad_batch([pair], pad_id=0)) for pair in pairs])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xscore.api.errors import model_error
+from xscore.service.models.prompts import PROFILES, PROMPT_FILE, prompt_profile
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _HUB_FILES = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "tokenizer*"]
@@ -51,13 +52,18 @@ def read_config(model_dir: Path) -> dict:
         raise model_error(f"{config_path} is corrupt: {exc}") from exc
     if not isinstance(config, dict):
         raise model_error(f"{config_path} is corrupt: expected a JSON object")
-    architectures = config.get("architectures") or []
-    if not any(str(name).endswith("ForSequenceClassification") for name in architectures):
+    if not is_sequence_classifier(config) and prompt_profile(model_dir, config) is None:
+        known = ", ".join(sorted(name for profile in PROFILES for name in profile.architectures))
         raise model_error(
-            f"{model_dir} is not a sequence classifier (architectures: {architectures or 'none'}); "
-            "xscore serves cross-encoders such as BertForSequenceClassification"
+            f"{model_dir} is not a sequence classifier (architectures: {config.get('architectures') or 'none'}); "
+            "xscore serves cross-encoders such as BertForSequenceClassification, and causal-LM rerankers "
+            f"with a prompt profile (known: {known}; others: add {PROMPT_FILE} to the model directory)"
         )
     return config
+
+
+def is_sequence_classifier(config: dict) -> bool:
+    return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or [])
 
 
 def directory_hash(path: Path) -> str:

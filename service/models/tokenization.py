@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from xscore.api.errors import ErrorCode, XscoreError, model_error
+from xscore.service.models.prompts import PromptProfile, prompt_profile
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,22 @@ class PairTokenizer:
     """Encodes (query, document) pairs exactly as the model's own tokenizer would."""
 
     def __init__(self, tokenizer: Tokenizer, max_length: int, query_cap: int | None = None,
-                 pad_id: int | None = None) -> None:
+                 pad_id: int | None = None, prompt: PromptProfile | None = None) -> None:
         declared = tokenizer.padding
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self._tokenizer = tokenizer
         self.max_length = max_length
-        self.special_tokens = tokenizer.num_special_tokens_to_add(is_pair=True)
+        self.prompt = prompt
+        self._prefix: list[int] = []
+        self._suffix: list[int] = []
+        if prompt is not None:
+            # a causal-LM reranker: prefix + body(instruction, query, document) + suffix, as one sequence
+            self._prefix = tokenizer.encode(prompt.prefix, add_special_tokens=False).ids
+            self._suffix = tokenizer.encode(prompt.suffix, add_special_tokens=False).ids
+            self.special_tokens = len(self._prefix) + len(self._suffix)
+        else:
+            self.special_tokens = tokenizer.num_special_tokens_to_add(is_pair=True)
         budget = max_length - self.special_tokens
         if budget < 2:
             raise model_error(f"max_length {max_length} leaves no room for a query and a document")
@@ -115,14 +125,21 @@ class PairTokenizer:
             raise model_error(f"cannot read {path}: {exc}") from exc
         limit = model_max_length(model_dir)
         chosen = min(max_length, limit) if max_length else min(limit, default_max_length(model_dir))
-        return cls(tokenizer, chosen, pad_id=declared_pad_id(model_dir, tokenizer))
+        prompt = prompt_profile(model_dir, _read_json(model_dir / "config.json"))
+        return cls(tokenizer, chosen, pad_id=declared_pad_id(model_dir, tokenizer), prompt=prompt)
 
     def encode(
-        self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True
+        self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True,
+        instruction: str | None = None,
     ) -> list[EncodedPair]:
-        """Encode pairs (queries[i], documents[i]); raise on an over-long pair if not truncating."""
+        """Encode pairs (queries[i], documents[i]); raise on an over-long pair if not truncating.
+        `instruction` goes into a causal-LM reranker's prompt (its profile's default when None)."""
         if len(queries) != len(documents):
             raise ValueError("queries and documents must have the same length")
+        if self.prompt is not None:
+            texts = [self.prompt.text(query, document, instruction) for query, document in zip(queries, documents)]
+            encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+            return [self._assemble_prompt(index, encoding.ids, truncate) for index, encoding in enumerate(encodings)]
         unique_queries = list(dict.fromkeys(queries))
         query_encodings = dict(
             zip(unique_queries, self._tokenizer.encode_batch(unique_queries, add_special_tokens=False))
@@ -133,24 +150,38 @@ class PairTokenizer:
             for index, (query, document) in enumerate(zip(queries, doc_encodings))
         ]
 
+    def _assemble_prompt(self, index: int, body: list[int], truncate: bool) -> EncodedPair:
+        """The prompt around the body; an over-long body loses its end (the document's tail), as
+        the reranker's own tokenizer call truncates it, and the suffix that asks for the answer stays."""
+        truncated = len(body) > self.content_budget
+        if truncated and not truncate:
+            raise _over_length(index, len(body) + self.special_tokens, f"prompt {self.special_tokens}, "
+                               f"instruction + query + document {len(body)}", self.max_length)
+        ids = self._prefix + body[: self.content_budget] + self._suffix
+        return EncodedPair(ids, [0] * len(ids), truncated)
+
     def _assemble(self, index: int, query: Encoding, document: Encoding, truncate: bool) -> EncodedPair:
         query_len, doc_len = len(query.ids), len(document.ids)
         keep_query, keep_doc = split_lengths(query_len, doc_len, self.content_budget, self.query_cap)
         truncated = (keep_query, keep_doc) != (query_len, doc_len)
         if truncated:
             if not truncate:
-                total = query_len + doc_len + self.special_tokens
-                raise XscoreError(
-                    ErrorCode.UNPROCESSABLE,
-                    f"pair {index} is {total} tokens (query {query_len}, document {doc_len}, "
-                    f"special {self.special_tokens}), over the model's max_length "
-                    f"{self.max_length}; shorten it or allow truncation",
-                    details={"index": index, "tokens": total, "max_length": self.max_length},
-                )
+                raise _over_length(index, query_len + doc_len + self.special_tokens,
+                                   f"query {query_len}, document {doc_len}, special {self.special_tokens}",
+                                   self.max_length)
             query = _cut(query, keep_query)
             document = _cut(document, keep_doc)
         merged = self._tokenizer.post_process(query, document, add_special_tokens=True)
         return EncodedPair(merged.ids, merged.type_ids, truncated)
+
+
+def _over_length(index: int, total: int, parts: str, max_length: int) -> XscoreError:
+    return XscoreError(
+        ErrorCode.UNPROCESSABLE,
+        f"pair {index} is {total} tokens ({parts}), over the model's max_length {max_length}; "
+        "shorten it or allow truncation",
+        details={"index": index, "tokens": total, "max_length": max_length},
+    )
 
 
 def _cut(encoding: Encoding, length: int) -> Encoding:

@@ -48,19 +48,19 @@ class BlockingScorer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def score_pairs(self, queries: Sequence[str], documents: Sequence[str], *, model: str | None = None,
-                    raw: bool = False, truncate: bool = True) -> PairsResult:
+                    raw: bool = False, truncate: bool = True, instruction: str | None = None) -> PairsResult:
         """Scores of (query, document) pairs, 1:1, 1:N or N:N, in input order."""
         request = PairsRequest(model or self.default_model, list(queries), list(documents), raw_scores=raw,
-                               truncate=truncate)
+                               truncate=truncate, instruction=instruction)
         return self.run(self.scorer.score_pairs(request))
 
     def score(self, query: str, documents: Sequence[str | Item], *, model: str | None = None,
               top_k: int | None = None, raw: bool = False, truncate: bool = True,
-              return_text: bool = False) -> ScoreResult:
+              return_text: bool = False, instruction: str | None = None) -> ScoreResult:
         """One query against documents, best first."""
         items = [item if isinstance(item, Item) else Item(item) for item in documents]
         request = ScoreRequest(model or self.default_model, query, items, top_k=top_k, raw_scores=raw,
-                               truncate=truncate, return_text=return_text)
+                               truncate=truncate, return_text=return_text, instruction=instruction)
         return self.run(self.scorer.score(request))
 
     def close(self) -> None:

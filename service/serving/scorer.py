@@ -37,6 +37,7 @@ from xscore.service.serving.metrics import Metrics
 from xscore.service.serving.validation import (
     Limits,
     check_documents,
+    check_instruction,
     check_items,
     check_query,
     pair_up,
@@ -201,8 +202,9 @@ class Scorer:
         query = check_query(request.query, self.limits)
         check_top_k(request.top_k)
         texts = check_items(request.items, self.limits)
+        instruction = check_instruction(request.instruction, self.limits)
         scored = await self._score(request.model, [query] * len(texts), texts, request.raw_scores,
-                                   request.truncate, request.deadline)
+                                   request.truncate, request.deadline, instruction)
         order = rank_order(scored.scores)
         if request.top_k:
             order = order[: request.top_k]
@@ -225,19 +227,20 @@ class Scorer:
         for index, query in enumerate(request.queries):
             check_query(query, self.limits, f"queries[{index}]")
         check_documents(documents, self.limits)
+        instruction = check_instruction(request.instruction, self.limits)
         scored = await self._score(request.model, queries, documents, request.raw_scores,
-                                   request.truncate, request.deadline)
+                                   request.truncate, request.deadline, instruction)
         return PairsResult(request.model, [float(s) for s in scored.scores], scored.usage, scored.timing)
 
     async def _score(self, name: str, queries: Sequence[str], documents: Sequence[str], raw: bool,
-                     truncate: bool, deadline: float | None) -> _Scored:
+                     truncate: bool, deadline: float | None, instruction: str | None = None) -> _Scored:
         model, batcher = self._models[name], self._batchers[name]
         started = time.perf_counter()
         if deadline is not None and time.monotonic() >= deadline:
             raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
         job = batcher.admit(len(documents), deadline)
         try:
-            pairs = await self._tokenize(model, queries, documents, truncate)
+            pairs = await self._tokenize(model, queries, documents, truncate, instruction)
             tokenize_s = time.perf_counter() - started
             self.metrics.tokenize_seconds.labels(model=name).observe(tokenize_s)
             batched = await batcher.run(job, pairs)
@@ -251,8 +254,8 @@ class Scorer:
         return _Scored(scores, usage, timing)
 
     async def _tokenize(self, model: LoadedModel, queries: Sequence[str], documents: Sequence[str],
-                        truncate: bool) -> list[EncodedPair]:
-        encode = partial(model.tokenizer.encode, queries, documents, truncate=truncate)
+                        truncate: bool, instruction: str | None) -> list[EncodedPair]:
+        encode = partial(model.tokenizer.encode, queries, documents, truncate=truncate, instruction=instruction)
         chars = sum(map(len, documents)) + sum(map(len, set(queries)))
         if chars <= INLINE_TOKENIZE_CHARS or self._tokenize_pool is None:
             return encode()

@@ -33,6 +33,17 @@ def check_documents(documents: Sequence[str], limits: Limits) -> list[str]:
     return [check_text(text, limits, f"documents[{index}]") for index, text in enumerate(documents)]
 
 
+def check_instruction(instruction: object, limits: Limits) -> str | None:
+    """None (the model's default) or a non-empty text within the text limit."""
+    if instruction is None:
+        return None
+    text = check_text(instruction, limits, "instruction")
+    if not text.strip():
+        raise XscoreError(ErrorCode.UNPROCESSABLE, "instruction is empty: leave it out for the model's default",
+                          details={"field": "instruction"})
+    return text
+
+
 def check_count(count: int, limits: Limits, field_name: str) -> None:
     if count == 0:
         raise invalid(f"{field_name} is empty: give at least one", field=field_name)

@@ -15,7 +15,7 @@ class Item(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model", "query", "items", "top_k", "raw_scores", "truncate", "return_text")
+    __slots__ = ("model", "query", "items", "top_k", "raw_scores", "truncate", "return_text", "instruction")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class ScoreRequest(_message.Message):
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     RETURN_TEXT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     model: str
     query: str
     items: _containers.RepeatedCompositeFieldContainer[Item]
@@ -30,7 +31,8 @@ class ScoreRequest(_message.Message):
     raw_scores: bool
     truncate: bool
     return_text: bool
-    def __init__(self, model: _Optional[str] = ..., query: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., top_k: _Optional[int] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ...) -> None: ...
+    instruction: str
+    def __init__(self, model: _Optional[str] = ..., query: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., top_k: _Optional[int] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., instruction: _Optional[str] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "index", "score", "rank", "text")
@@ -81,18 +83,20 @@ class ScoreResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class ScorePairsRequest(_message.Message):
-    __slots__ = ("model", "queries", "documents", "raw_scores", "truncate")
+    __slots__ = ("model", "queries", "documents", "raw_scores", "truncate", "instruction")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     model: str
     queries: _containers.RepeatedScalarFieldContainer[str]
     documents: _containers.RepeatedScalarFieldContainer[str]
     raw_scores: bool
     truncate: bool
-    def __init__(self, model: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ...) -> None: ...
+    instruction: str
+    def __init__(self, model: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., instruction: _Optional[str] = ...) -> None: ...
 
 class ScorePairsResponse(_message.Message):
     __slots__ = ("model", "scores", "usage", "timing")
