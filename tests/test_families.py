@@ -75,21 +75,51 @@ def test_a_decoder_classifier_pads_with_the_pad_token_its_config_declares(family
     assert np.abs(guessed - right).max() > 0.1
 
 
-def test_variant_auto_serves_a_deberta_whose_graph_openvino_cannot_compile(family_table, tmp_path_factory, caplog):
-    """OpenVINO refuses DeBERTa's relative-position `If`; the variant falls back to onnxruntime,
-    pinned in its manifest, and `--variant auto` serves the first variant that builds and passes."""
+def test_deberta_exports_a_graph_that_every_engine_runs(family_table, tmp_path_factory, caplog):
+    """transformers scripts DeBERTa's relative-position helper; exported as is, its `If` has
+    branches of different rank and OpenVINO refuses the graph. The export traces it instead."""
     import logging
 
+    from xscore.service.models.engines.openvino import openvino_available
+    from xscore.service.models.hardware import is_x86_64
     from xscore.service.models.registry import ModelSpec, load_model
 
     model_dir = family_table["deberta-v3"].build(tmp_path_factory.mktemp("families") / "deberta-auto")
     with caplog.at_level(logging.INFO):
         model = load_model(ModelSpec("deberta", str(model_dir)), device="cpu", progress=False)
-    assert model.manifest.extra.get("fidelity_engine") == model.engine.name
     assert "variant auto for deberta: serving" in caplog.text
+    if openvino_available() and is_x86_64():
+        assert model.engine.name == "openvino" and "cannot load" not in caplog.text
     queries, documents = mixed_pairs()
     served = score_pairs(model, queries, documents, raw=True).scores
     assert np.all(np.isfinite(served))
+
+
+def test_an_engine_that_cannot_load_a_graph_hands_it_to_the_next(family_table, tmp_path_factory, cache_dir, caplog):
+    """DeBERTa exported without the traced helper is a graph OpenVINO refuses: onnxruntime runs it."""
+    import logging
+    import shutil
+
+    from optimum.exporters.onnx import main_export
+
+    from xscore.service.models.engines.openvino import openvino_available
+    from xscore.service.models.hardware import is_x86_64
+
+    if not (openvino_available() and is_x86_64()):
+        pytest.skip("OpenVINO runs on x86 CPUs only; there is no first engine to fail here")
+    model_dir = family_table["deberta-v3"].build(tmp_path_factory.mktemp("families") / "deberta-scripted")
+    exported = export(str(model_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+    scripted = tmp_path_factory.mktemp("scripted")
+    main_export(str(model_dir), scripted, task="text-classification", opset=18, do_validation=False,
+                library_name="transformers")
+    shutil.copyfile(exported.path / "manifest.json", scripted / "manifest.json")
+    with caplog.at_level(logging.WARNING):
+        engine = create_engine(scripted, exported.manifest, device="cpu")
+    assert engine.name == "onnxruntime"
+    assert "OpenVINO cannot load" in caplog.text and "trying onnxruntime" in caplog.text
+    queries, documents = mixed_pairs()
+    fallback = score_pairs(LoadedModel.load("scripted", scripted, engine), queries, documents, raw=True).scores
+    np.testing.assert_allclose(fallback, reference_logits(model_dir, queries, documents), atol=1e-4)
 
 
 def test_long_context_models_default_to_a_bounded_max_length_that_max_length_raises(family_table, tmp_path_factory):

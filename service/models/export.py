@@ -42,6 +42,7 @@ from xscore.service.models.sources import (
     resolve_source,
 )
 from xscore.service.models.tokenization import EncodedBatch, EncodedPair, PairTokenizer, pad_batch
+from xscore.service.models.traceable import traceable
 from xscore.service.models.variants import Variant, variant_named
 
 log = logging.getLogger(__name__)
@@ -232,9 +233,11 @@ class _Exporter:
             config[PROMPT_CONFIG_KEY] = prompt.as_dict()
             (output / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             return
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
         try:
-            self._main_export(str(model_dir), output, task="text-classification", opset=OPSET,
-                              do_validation=False, library_name="transformers")
+            with traceable(model_type):
+                self._main_export(str(model_dir), output, task="text-classification", opset=OPSET,
+                                  do_validation=False, library_name="transformers")
         except Exception as exc:
             raise model_error(f"optimum could not export {model_dir}: {exc}") from exc
         if not (output / "tokenizer.json").is_file():
