@@ -42,7 +42,7 @@ def decode(body: bytes, body_format: Format, limits: DecodeLimits) -> Any:
     if not body:
         raise invalid("request body is empty")
     value = _decode_msgpack(body, limits) if body_format is Format.MSGPACK else _decode_json(body)
-    check_depth(value, limits.max_depth)
+    check_structure(value, limits.max_depth)
     return value
 
 
@@ -93,20 +93,37 @@ def _decode_json(body: bytes) -> Any:
         raise invalid("request body nests too deeply") from None
 
 
-def check_depth(value: Any, max_depth: int) -> None:
-    """Iterative, so the check itself cannot overflow the stack."""
-    stack = [(value, 1)]
+def check_structure(value: Any, max_depth: int) -> None:
+    """Bounded nesting, and text that is valid Unicode: JSON's `\\ud800` escapes decode to lone
+    surrogates, which no tokenizer or encoder takes. Iterative, so the walk cannot overflow the
+    stack; the error names the field (`items[3].text`)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "body")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
+        if isinstance(node, str):
+            _check_text(node, path)
+            continue
         if isinstance(node, dict):
-            children = node.values()
+            children = []
+            for key, child in node.items():
+                if isinstance(key, str):
+                    _check_text(key, f"a key of {path}")
+                children.append((child, key if path == "body" else f"{path}.{key}"))
         elif isinstance(node, list):
-            children = node
+            children = [(child, f"{path}[{index}]") for index, child in enumerate(node)]
         else:
             continue
         if depth > max_depth:
             raise invalid(f"request body nests deeper than {max_depth} levels")
-        stack.extend((child, depth + 1) for child in children)
+        stack.extend((child, depth + 1, child_path) for child, child_path in children)
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise invalid(f"{path} is not valid Unicode: a lone surrogate at character {error.start}",
+                      field=path) from None
 
 
 def encode(value: Any, body_format: Format) -> bytes:

@@ -8,8 +8,10 @@ reads the same wherever it is raised.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette import status
@@ -21,6 +23,33 @@ from xscore.gateway.responses import EncodedResponse
 
 # Statuses at which a client should come back later; they always carry Retry-After.
 RETRY_STATUSES = frozenset({status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE})
+
+
+class FieldNames:
+    """The scorer names the fields of its own request; a compatibility route renames them to
+    the fields its caller sent (`items[2].text` -> `documents[2]`), in the message and details."""
+
+    def __init__(self, *renames: tuple[str, str]) -> None:
+        # patterns like r"items\[(\d+)\]\.text", replacements like r"documents[\1]"
+        self._renames = [(re.compile(rf"(?<![\w.]){pattern}(?![\w\[])"), replacement)
+                         for pattern, replacement in renames]
+
+    def rename(self, text: str) -> str:
+        for pattern, replacement in self._renames:  # the specific (indexed) names come first
+            text = pattern.sub(replacement, text)
+        return text
+
+    @contextlib.contextmanager
+    def apply(self) -> Iterator[None]:
+        """Re-raise an XscoreError from the block with this route's field names."""
+        try:
+            yield
+        except XscoreError as error:
+            details = dict(error.details)
+            if isinstance(details.get("field"), str):
+                details["field"] = self.rename(details["field"])
+            raise XscoreError(error.code, self.rename(error.message), details=details or None,
+                              retry_after_s=error.retry_after_s) from None
 
 
 def not_found_route(path: str) -> XscoreError:

@@ -18,6 +18,7 @@ from xscore.api.schema import Item, ScoreRequest, ScoreResult
 from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.errors import FieldNames
 from xscore.gateway.fields import Fields, wrong_type
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload
@@ -59,8 +60,13 @@ def render(result: ScoreResult) -> dict[str, Any]:
             "usage": {"total_tokens": result.usage.tokens}}
 
 
+# the scorer's names for what this route calls documents and top_n
+FIELD_NAMES = FieldNames((r"items\[(\d+)\]\.text", r"documents[\1]"), (r"items", "documents"), (r"top_k", "top_n"))
+
+
 async def rerank(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
     body = await read_payload(request, state.limits, untyped=Format.JSON)
     model = await model_or_only(state.backend, Fields(body).string("model"))
-    result = await state.backend.score(parse(body, model, deadline_of(request)))
+    with FIELD_NAMES.apply():
+        result = await state.backend.score(parse(body, model, deadline_of(request)))
     return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))

@@ -20,6 +20,7 @@ from xscore.api.schema import PairsRequest, PairsResult
 from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
+from xscore.gateway.errors import FieldNames
 from xscore.gateway.fields import Fields, string_or_strings
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload
@@ -62,8 +63,16 @@ def render(result: PairsResult) -> dict[str, Any]:
     }
 
 
+# the scorer names pairs queries/documents; a caller who sent text_1/text_2 is told about those
+TEXT_FIELD_NAMES = FieldNames((r"queries(\[\d+\])?", r"text_1\1"), (r"documents(\[\d+\])?", r"text_2\1"))
+OWN_FIELD_NAMES = FieldNames()
+
+
 async def score(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
     body = await read_payload(request, state.limits, untyped=Format.JSON)
-    model = await model_or_only(state.backend, Fields(body).string("model"))
-    result = await state.backend.score_pairs(parse(body, model, deadline_of(request)))
+    fields = Fields(body)
+    model = await model_or_only(state.backend, fields.string("model"))
+    names = TEXT_FIELD_NAMES if fields.has("text_1") or fields.has("text_2") else OWN_FIELD_NAMES
+    with names.apply():
+        result = await state.backend.score_pairs(parse(body, model, deadline_of(request)))
     return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))

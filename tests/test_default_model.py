@@ -220,6 +220,14 @@ def test_a_few_training_steps_move_only_shipped_weights_and_are_deterministic(do
     assert "classifier.weight" in first and "bert.encoder.layer.5.output.dense.weight" in first
     assert not any(name.startswith("bert.embeddings.") for name in first)
     assert all(np.array_equal(first[name], second[name]) for name in first)
+    # and training did move them: the encoder is no longer the base model's
+    from safetensors.numpy import load_file
+
+    base = load_file(base_model_dir() / "model.safetensors")
+    name = "bert.encoder.layer.5.output.dense.weight"
+    start = base.get(name, base.get(name.removeprefix("bert.")))
+    assert start is not None and start.shape == first[name].shape
+    assert np.abs(first[name] - start).max() > 1e-6
 
 
 # ----------------------------------------------------------------------------- shipped model

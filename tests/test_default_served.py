@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from servers import RunningServer
 
@@ -41,7 +43,11 @@ def served_default(cache_dir):
 def test_default_is_the_trained_model_with_a_sigmoid(served_default):
     with ScorerClient(served_default.address) as client:
         info = client.get_model(DEFAULT_NAME)
+        documents = ["Encrypted, deduplicated backups of your files.", "An image viewer."]
+        activated = client.score_pairs(["backup tool"], documents, model=DEFAULT_NAME).scores
+        raw = client.score_pairs(["backup tool"], documents, model=DEFAULT_NAME, raw_scores=True).scores
     assert info.variant == "fp32" and info.ready and info.max_length == 512
+    assert activated == pytest.approx([1 / (1 + math.exp(-logit)) for logit in raw], abs=1e-6)
 
 
 @pytest.mark.parametrize(("query", "relevant", "distractors"), CASES, ids=[case[0] for case in CASES])

@@ -93,3 +93,18 @@ def test_model_is_required_when_several_are_served(loop, scorer):
     with running_gateway(loop, scorer) as url:
         response = httpx.post(f"{url}/score", json={"text_1": "a", "text_2": "b"})
     assert response.status_code == 400 and "model is required" in response.json()["message"]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/v1/rerank", {"query": "q", "documents": []}, "documents is empty"),
+    ("/v1/rerank", {"query": "q", "documents": ["fine", "x" * 5000]}, "documents[1] is 5000 characters"),
+    ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": -1}, "top_n must be >= 0"),
+    ("/score", {"text_1": "q", "text_2": []}, "text_2 is empty"),
+    ("/score", {"text_1": ["q", " "], "text_2": ["a", "b"]}, "text_1[1] is empty"),
+    ("/score", {"queries": "q", "documents": []}, "documents is empty"),
+])
+def test_compat_routes_name_the_fields_their_caller_sent(client, path, body, message):
+    response = client.post(path, json=body)
+    assert 400 <= response.status_code < 500
+    assert response.json()["message"].startswith(message), response.json()
+    assert "items" not in response.json()["message"]

@@ -197,3 +197,32 @@ def test_fuzzed_msgpack_bodies_never_get_a_5xx(client, body):
        body=st.one_of(st.binary(max_size=200), _requests.map(_json_bytes), _compat.map(_json_bytes)))
 def test_fuzzed_json_bodies_never_get_a_5xx(client, path, body):
     assert post(client, body, JSON, path=path).status_code < 500
+
+
+def test_a_lone_surrogate_in_json_text_is_400_naming_the_field(client):
+    body = b'{"query": {"text": "q"}, "items": [{"text": "fine"}, {"text": "bad \\ud800 text"}]}'
+    response = post(client, body, JSON)
+    assert response.status_code == 400
+    assert decoded(response)["message"] == "items[1].text is not valid Unicode: a lone surrogate at character 4"
+    key = post(client, b'{"query": {"text": "q"}, "items": ["a"], "\\udfff": 1}', JSON)
+    assert key.status_code == 400 and "a key of body is not valid Unicode" in decoded(key)["message"]
+
+
+_unicode_text = st.text(st.characters(exclude_categories=()), min_size=1, max_size=12)  # surrogates included
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=st.sampled_from(["/v1/score/tiny", "/score", "/v1/rerank"]), text=_unicode_text,
+       where=st.sampled_from(["query", "document", "key", "instruction"]))
+def test_any_unicode_in_json_never_gets_a_5xx(client, path, text, where):
+    body: dict = {"query": {"text": "q"}, "items": [{"text": "d"}]} if path.startswith("/v1/score/") else \
+        {"query": "q", "documents": ["d"], "text_1": "q", "text_2": ["d"]}
+    if where == "query":
+        body["query"] = {"text": text} if path.startswith("/v1/score/") else text
+    elif where == "document":
+        body["items" if path.startswith("/v1/score/") else "documents"] = [text]
+    elif where == "key":
+        body[text] = text
+    else:
+        body["instruction"] = text
+    assert post(client, json.dumps(body).encode(), JSON, path=path).status_code < 500

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from gateway_harness import JSON, MSGPACK, base_url, client, decoded, loop, packb, scorer  # noqa: F401
 
@@ -48,8 +50,12 @@ def test_options_top_k_return_text_and_raw_scores(client):
     assert [entry["rank"] for entry in payload["scores"]] == [0, 1]
     texts = {item["text"] if isinstance(item, dict) else item for item in ITEMS}
     assert all(entry["text"] in texts for entry in payload["scores"])
-    raw = decoded(post(client, "tiny", {**body, "options": {"raw_scores": True}}))
-    assert any(not 0 <= entry["score"] <= 1 for entry in raw["scores"]) or raw["scores"] != payload["scores"]
+    raw = decoded(post(client, "tiny", {**body, "options": {"top_k": 2, "raw_scores": True}}))
+    # the same ranking, logits instead of the sigmoid of them
+    assert [entry["index"] for entry in raw["scores"]] == [entry["index"] for entry in payload["scores"]]
+    sigmoid = [1 / (1 + math.exp(-entry["score"])) for entry in raw["scores"]]
+    assert sigmoid == pytest.approx([entry["score"] for entry in payload["scores"]], abs=1e-6)
+    assert [entry["score"] for entry in raw["scores"]] != pytest.approx(sigmoid, abs=1e-3)
 
 
 def test_instruction_and_metadata_are_accepted(client):

@@ -17,11 +17,6 @@ from xscore.client import AsyncScorerClient, RetryPolicy
 LISTENING = re.compile(r"^xscore listening grpc=(\S+):(\d+) http=(\S+):(\d+)$")
 
 
-def start_serving(model_dir, *extra: str) -> tuple[subprocess.Popen, str]:
-    process, grpc_address, _ = start_process("--model", f"minilm={model_dir}", *extra)
-    return process, grpc_address
-
-
 def start_process(*arguments: str, line_pattern: re.Pattern = LISTENING) -> tuple[subprocess.Popen, str, str]:
     """`xscore serve ARGUMENTS` on free ports; returns it with its gRPC and HTTP addresses."""
     process = subprocess.Popen(
@@ -36,23 +31,37 @@ def start_process(*arguments: str, line_pattern: re.Pattern = LISTENING) -> tupl
 
 
 def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exports):
-    process, address = start_serving(minilm_exports["fp32"].path, "--drain-timeout", "60")
+    import httpx
+
+    process, address, http_address = start_process("--model", f"minilm={minilm_exports['fp32'].path}",
+                                                   "--drain-timeout", "60")
     # ~100 pairs of ~200 tokens: seconds of engine work on any CPU, so the drain is observable
     documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8
+
+    def queued_pairs() -> float:
+        text = httpx.get(f"http://{http_address}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('xscore_queue_pairs{model="minilm"}'))
 
     async def load_then_terminate():
         async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as client:
             assert await client.health() == health_pb2.HealthCheckResponse.SERVING
             accepted = [asyncio.ensure_future(client.score(f"query {n}", documents, model="minilm"))
                         for n in range(12)]
-            await asyncio.sleep(0.5)  # let them be admitted
+            waiting = 0.0
+            for _ in range(600):  # until pairs wait in the queue: calls are in flight at SIGTERM
+                waiting = await asyncio.to_thread(queued_pairs)
+                if waiting > 0:
+                    break
+                await asyncio.sleep(0.05)
             process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.2)
             health = await client.health()
             with_refusal = await asyncio.gather(client.score("late", ["d"], model="minilm"), return_exceptions=True)
-            return await asyncio.gather(*accepted, return_exceptions=True), health, with_refusal[0]
+            return await asyncio.gather(*accepted, return_exceptions=True), health, with_refusal[0], waiting
 
-    results, health_during_drain, late = asyncio.run(load_then_terminate())
+    results, health_during_drain, late, waiting = asyncio.run(load_then_terminate())
+    assert waiting > 0, "no call was in flight when SIGTERM was sent"
     assert process.wait(timeout=120) == 0
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, f"accepted calls lost: {failures[:2]}"
