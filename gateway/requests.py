@@ -1,4 +1,5 @@
-"""What a handler reads from a request besides its path: the decoded body and the deadline.
+"""What a handler reads from a request besides its path: the decoded body, the deadline, and
+whether the caller is still there.
 
 The body's size limit is enforced while the stream is read, so an oversized body is refused
 after at most `limit` bytes, before anything is decoded; a Content-Length over the limit is
@@ -7,9 +8,11 @@ refused unread.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -17,6 +20,8 @@ from xscore.api.errors import ErrorCode, XscoreError, invalid
 from xscore.gateway.codec import DecodeLimits, decode
 from xscore.gateway.errors import unsupported_media_type
 from xscore.gateway.media import Format, body_format
+
+T = TypeVar("T")
 
 DEADLINE_HEADER = "X-Timeout-Ms"  # the caller's remaining patience; past it the answer is 504
 
@@ -63,3 +68,28 @@ def deadline_of(request: Request) -> float | None:
         raise invalid(f"{DEADLINE_HEADER} must be a non-negative number of milliseconds, got {value!r}",
                       field=DEADLINE_HEADER)
     return time.monotonic() + millis / 1000
+
+
+async def while_connected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work` (a scoring call) unless the caller disconnects first: then it is cancelled,
+    so its pairs leave the queue instead of being scored for nobody. Call after the body is read:
+    the next ASGI message is then the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise XscoreError(ErrorCode.CANCELLED, "the client closed the connection before the answer")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

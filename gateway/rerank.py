@@ -21,7 +21,7 @@ from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.errors import FieldNames
 from xscore.gateway.fields import Fields, wrong_type
 from xscore.gateway.media import Format, Negotiated
-from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
 
 
@@ -68,5 +68,5 @@ async def rerank(request: Request, negotiated: Negotiated, state: GatewayState) 
     body = await read_payload(request, state.limits, untyped=Format.JSON)
     model = await model_or_only(state.backend, Fields(body).string("model"))
     with FIELD_NAMES.apply():
-        result = await state.backend.score(parse(body, model, deadline_of(request)))
+        result = await while_connected(request, state.backend.score(parse(body, model, deadline_of(request))))
     return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))

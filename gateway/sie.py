@@ -18,7 +18,7 @@ from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.fields import Fields, wrong_type
 from xscore.gateway.media import Negotiated
-from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
 
 
@@ -71,6 +71,6 @@ def render(result: ScoreResult, query_id: str | None) -> dict[str, Any]:
 async def score(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:
     body = await read_payload(request, state.limits)
     score_request, query_id = parse(body, request.path_params["model"], deadline_of(request))
-    result = await state.backend.score(score_request)
+    result = await while_connected(request, state.backend.score(score_request))
     return EncodedResponse(render(result, query_id), negotiated, headers=timing_headers(result.timing))
 

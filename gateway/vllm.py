@@ -23,7 +23,7 @@ from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.errors import FieldNames
 from xscore.gateway.fields import Fields, string_or_strings
 from xscore.gateway.media import Format, Negotiated
-from xscore.gateway.requests import deadline_of, read_payload
+from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
 
 
@@ -74,5 +74,5 @@ async def score(request: Request, negotiated: Negotiated, state: GatewayState) -
     model = await model_or_only(state.backend, fields.string("model"))
     names = TEXT_FIELD_NAMES if fields.has("text_1") or fields.has("text_2") else OWN_FIELD_NAMES
     with names.apply():
-        result = await state.backend.score_pairs(parse(body, model, deadline_of(request)))
+        result = await while_connected(request, state.backend.score_pairs(parse(body, model, deadline_of(request))))
     return EncodedResponse(render(result), negotiated, headers=timing_headers(result.timing))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -226,3 +227,28 @@ def test_any_unicode_in_json_never_gets_a_5xx(client, path, text, where):
     else:
         body["instruction"] = text
     assert post(client, json.dumps(body).encode(), JSON, path=path).status_code < 500
+
+
+def test_a_client_that_disconnects_has_its_queued_work_cancelled(loop, tiny_model):
+    """Batchers not started: the request waits in the queue until its caller gives up."""
+    from prometheus_client import CollectorRegistry
+
+    from xscore.service.serving.metrics import Metrics
+    from xscore.service.serving.scorer import Scorer
+
+    async def idle_scorer() -> Scorer:
+        return Scorer({"tiny": tiny_model}, metrics=Metrics())
+
+    scorer = loop.run(idle_scorer())
+    with running_gateway(loop, scorer, metrics_registry=CollectorRegistry()) as url:
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=url, timeout=1.0) as impatient:
+            impatient.post("/v1/rerank", json={"query": "q", "documents": ["a", "b", "c"]})
+        for _ in range(400):  # the server notices the closed connection on its own loop
+            if scorer.metrics.value("xscore_dropped_pairs_total", model="tiny", reason="cancelled") == 3:
+                break
+            time.sleep(0.01)
+        # still serving: the cancellation came from the disconnect, not from the server stopping
+        assert scorer.metrics.value("xscore_dropped_pairs_total", model="tiny", reason="cancelled") == 3
+        assert scorer.metrics.value("xscore_requests_total", model="tiny", status="CANCELLED") == 1
+        assert scorer.in_flight == 0
+    loop.run(scorer.close())
