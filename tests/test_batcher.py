@@ -204,3 +204,29 @@ def test_a_draining_scorer_refuses_new_calls_and_finishes_admitted_ones(tiny_mod
     assert refused.code is ErrorCode.UNAVAILABLE
     assert admitted.usage.pairs == 1
     assert scorer.metrics.value("xscore_requests_total", model="tiny", status="UNAVAILABLE") == 1
+
+
+def test_a_scheduler_that_dies_fails_every_waiting_call_and_refuses_new_ones(tiny_model):
+    """A caller bug (pairs whose ids and type ids disagree) breaks batch padding inside the
+    scheduler: nothing may hang on it."""
+    from xscore.service.models.tokenization import EncodedPair
+
+    async def scenario():
+        metrics = Metrics()
+        batcher = batcher_for(tiny_model, metrics)
+        good = asyncio.create_task(submit(batcher, tiny_model, ["q"], ["a good document"]))
+        broken = batcher.admit(1)
+        failing = asyncio.create_task(batcher.run(broken, [EncodedPair([101, 7, 102], [0, 0, 0, 0, 0], False)]))
+        await asyncio.sleep(0)
+        batcher.start()
+        results = await asyncio.wait_for(asyncio.gather(good, failing, return_exceptions=True), timeout=30)
+        with pytest.raises(XscoreError) as refused:
+            batcher.admit(1)
+        running = batcher.running
+        await batcher.close()
+        return results, refused.value, running, metrics
+
+    results, refused, running, metrics = run(scenario())
+    assert all(isinstance(r, XscoreError) and r.code is ErrorCode.INTERNAL for r in results)
+    assert refused.code is ErrorCode.UNAVAILABLE and not running
+    assert metrics.value("xscore_dropped_pairs_total", model="tiny", reason="failed") == 0  # both were in the batch

@@ -104,3 +104,45 @@ def test_one_process_serves_grpc_and_http_and_a_gateway_can_front_it(tiny_export
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=60) == 0
+
+
+def test_a_drain_that_times_out_answers_what_is_left_unavailable_and_exits_1(minilm_exports):
+    import httpx
+
+    process, address, http_address = start_process("--model", f"minilm={minilm_exports['fp32'].path}",
+                                                   "--drain-timeout", "0.2")
+    documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8  # far more than 0.2 s of work
+
+    def queued_pairs() -> float:
+        text = httpx.get(f"http://{http_address}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('xscore_queue_pairs{model="minilm"}'))
+
+    async def post(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(f"http://{http_address}/v1/rerank", json={"query": "q", "documents": documents})
+
+    async def load_then_terminate():
+        async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as grpc_client, \
+                httpx.AsyncClient(timeout=120) as http_client:
+            calls = [asyncio.ensure_future(grpc_client.score(f"query {n}", documents, model="minilm"))
+                     for n in range(16)]
+            calls += [asyncio.ensure_future(post(http_client)) for _ in range(4)]
+            for _ in range(600):
+                if await asyncio.to_thread(queued_pairs) > 8 * 12:
+                    break
+                await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(load_then_terminate())
+    assert process.wait(timeout=120) == 1
+    grpc_results, http_results = results[:16], results[16:]
+    unavailable = [r for r in grpc_results if isinstance(r, grpc.RpcError)]
+    assert unavailable and all(r.code() is grpc.StatusCode.UNAVAILABLE for r in unavailable), unavailable[:2]
+    assert all(not isinstance(r, BaseException) or r in unavailable for r in grpc_results)
+    for response in http_results:
+        assert not isinstance(response, BaseException), response
+        assert response.status_code in (200, 503), response.text
+        if response.status_code == 503:
+            assert response.json()["code"] == "UNAVAILABLE" and response.headers["retry-after"]
+    assert "drain timed out" in process.stderr.read()

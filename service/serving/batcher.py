@@ -103,6 +103,7 @@ class Batcher:
         self.parallelism = max(1, engine.parallelism)
         self._labels = {"model": name}
         self._jobs: deque[Job] = deque()  # jobs with pairs not yet batched; the head's turn is next
+        self._live: set[Job] = set()  # admitted and not yet answered, queued or in a batch
         self._queued_pairs = 0
         self._admitted_pairs = 0
         self._pairs_per_s: float | None = None  # measured engine throughput, for retry-after
@@ -123,6 +124,20 @@ class Batcher:
         self._engine_pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix=f"engine-{self.name}")
         self._slots = asyncio.Semaphore(self.parallelism + 1)
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.name}")
+        self._scheduler.add_done_callback(self._on_scheduler_exit)
+
+    def _on_scheduler_exit(self, scheduler: asyncio.Task) -> None:
+        """A scheduler that died (a bug) fails every waiting call and refuses new ones, instead of
+        leaving them to hang; `running` turns false, so readiness does too."""
+        if scheduler.cancelled() or scheduler.exception() is None:
+            return
+        log.error("the batcher for %s stopped; failing %d waiting requests", self.name, len(self._live),
+                  exc_info=scheduler.exception())
+        self._closed = True
+        for job in list(self._live):
+            if not job.future.done():
+                job.drop_reason = "failed"
+                job.future.set_exception(XscoreError(ErrorCode.INTERNAL, f"the batcher for {self.name!r} stopped"))
 
     async def close(self) -> None:
         """Stop scheduling; requests still queued fail with UNAVAILABLE. Running batches finish."""
@@ -139,7 +154,8 @@ class Batcher:
     def admit(self, size: int, deadline: float | None = None) -> Job:
         """Reserve room for `size` pairs, or fail at once with RESOURCE_EXHAUSTED."""
         if self._closed:
-            raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is shutting down", retry_after_s=1.0)
+            raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not serving (shutting down or "
+                              "its batcher stopped)", retry_after_s=1.0)
         if self._admitted_pairs and self._admitted_pairs + size > self.config.max_queue_pairs:
             self.metrics.rejected.labels(**self._labels).inc()
             retry = self.retry_after_s()
@@ -152,6 +168,7 @@ class Batcher:
             )
         job = Job(size, asyncio.get_running_loop().create_future(), deadline)
         self._admitted_pairs += size
+        self._live.add(job)
         job.future.add_done_callback(partial(self._on_job_done, job))
         return job
 
@@ -208,6 +225,7 @@ class Batcher:
             job.pending = []
             self._publish_depth()
         self._admitted_pairs -= job.size
+        self._live.discard(job)
 
     def _publish_depth(self) -> None:
         self.metrics.queue_pairs.labels(**self._labels).set(self._queued_pairs)

@@ -102,7 +102,7 @@ class Runtime:
         return f"xscore listening grpc={grpc} http={http}{upstream}"
 
     async def shutdown(self) -> bool:
-        """Drain, stop the servers, close the batchers. False if the drain timed out."""
+        """Drain, close the batchers, stop the servers. False if the drain timed out."""
         if self.scorer is None:
             # a gateway only: uvicorn finishes the requests it has within the grace period
             for server in self.servers.values():
@@ -112,15 +112,18 @@ class Runtime:
             return True
         drained = await self.scorer.drain(self.config.drain_timeout_s)
         if not drained:
-            log.warning("drain timed out after %.1fs with %d calls still in flight",
-                        self.config.drain_timeout_s, self.scorer.in_flight)
+            log.warning("drain timed out after %.1fs with %d calls still in flight; answering the queued "
+                        "ones UNAVAILABLE", self.config.drain_timeout_s, self.scorer.in_flight)
+        # closed while the transports still run: every call still queued is answered UNAVAILABLE
+        # (503 over HTTP) in the documented format, and batches already running finish
+        await self.scorer.close()
         for server in self.servers.values():
             await server.stop(grace=1.0)
-        await self.scorer.close()
         return drained
 
     async def serve(self, announce: Callable[[str], None] | None = None) -> int:
-        """Serve until SIGTERM or SIGINT, then drain; returns the exit status (0)."""
+        """Serve until SIGTERM or SIGINT, then drain; the exit status is 0, or 1 when the drain
+        timed out (some calls were answered UNAVAILABLE instead of scored)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -131,7 +134,7 @@ class Runtime:
         log.info("signal received: draining (timeout %.1fs)", self.config.drain_timeout_s)
         drained = await self.shutdown()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
-        return 0
+        return 0 if drained else 1
 
 
 def _gateway_server(backend: object, config: ServeConfig, metrics: Metrics) -> Server:
