@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -241,3 +242,50 @@ def test_an_answer_over_the_clients_size_limit_is_not_retried_as_a_full_queue(se
         code, details = code_of(lambda: small.score("q", ["x" * 4000], model="tiny", return_text=True))
     assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details
     assert server.metric("xscore_requests_total", model="tiny", status="ok") == before + 1
+
+
+def test_a_score_stream_holds_a_bounded_number_of_requests_and_loses_none(tiny_model):
+    """With the batcher not started nothing is answered: the stream stops reading at its bound,
+    and once scoring starts every one of the 200 requests is answered."""
+    from gateway_harness import LoopThread
+
+    from xscore.service.serving.grpc_server import STREAM_IN_FLIGHT, GrpcServer
+    from xscore.service.serving.scorer import Scorer
+
+    loop = LoopThread()
+
+    async def serve() -> tuple[Scorer, GrpcServer, str]:
+        scorer = Scorer({"tiny": tiny_model})
+        server = GrpcServer(scorer, "127.0.0.1", 0)
+        return scorer, server, await server.start()
+
+    async def start_scoring(started: Scorer) -> None:
+        started.start()  # on the server's loop
+
+    scorer, server, address = loop.run(serve())
+    requests = [score_pb2.ScoreStreamRequest(request_id=str(n), request=score_pb2.ScoreRequest(
+        model="tiny", query="q", items=[score_pb2.Item(text=f"document {n}")])) for n in range(200)]
+
+    async def outgoing():
+        for request in requests:
+            yield request
+
+    async def converse():
+        async with AsyncScorerClient(address, timeout=60) as client:
+            return [answer async for answer in client.stream(outgoing())]
+
+    answers = asyncio.run_coroutine_threadsafe(converse(), loop.loop)
+    try:
+        wait_until(lambda: scorer.in_flight == STREAM_IN_FLIGHT)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the other 136 are there to be read: none may be taken
+            assert scorer.in_flight == STREAM_IN_FLIGHT
+            time.sleep(0.01)
+        loop.run(start_scoring(scorer))
+        received = answers.result(60)
+    finally:
+        loop.run(server.stop(0))
+        loop.run(scorer.close())
+        loop.close()
+    assert sorted(int(answer.request_id) for answer in received) == list(range(200))
+    assert all(answer.HasField("response") for answer in received)

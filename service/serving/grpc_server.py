@@ -23,6 +23,9 @@ from xscore.v1 import score_pb2, score_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+# Requests of one ScoreStream scored or unread at once (a caller that never reads cannot pile up work).
+STREAM_IN_FLIGHT = 64
+
 SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
 
 
@@ -39,9 +42,13 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
 
     async def ScoreStream(self, requests: AsyncIterator[score_pb2.ScoreStreamRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[score_pb2.ScoreStreamResponse]:
-        """Score each request as it arrives; answer each when done, errors per request."""
+        """Score each request as it arrives; answer each when done, errors per request.
+
+        At most STREAM_IN_FLIGHT requests of one stream are scored or waiting to be read back at
+        once: past that the stream stops reading, and gRPC's flow control holds the caller back."""
         answers: asyncio.Queue[score_pb2.ScoreStreamResponse | None] = asyncio.Queue()
         running: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
 
         async def answer(message: score_pb2.ScoreStreamRequest) -> None:
             try:
@@ -54,6 +61,7 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
 
         async def read() -> None:
             async for message in requests:
+                await slots.acquire()  # released when its answer has been sent
                 task = asyncio.create_task(answer(message))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -64,6 +72,7 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
         try:
             while (response := await answers.get()) is not None:
                 yield response
+                slots.release()
             await reader  # surfaces a broken request stream
         finally:
             for task in (reader, *running):
