@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from xscore.api import wire
 from xscore.api.errors import ERROR_CODE_METADATA
 from xscore.api.schema import Item, PairsRequest, ScoreRequest
+from xscore.api.tls import TlsFiles
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
@@ -56,6 +57,11 @@ def _from_the_scorer(error: grpc.RpcError) -> bool:
     """The servicer marks its errors with the precise code; gRPC's own errors carry none."""
     trailing = getattr(error, "trailing_metadata", None)
     return ERROR_CODE_METADATA in wire.text_metadata(trailing() if callable(trailing) else None)
+
+
+def _bearer(token: str) -> tuple[tuple[str, str]]:
+    """The server's `--auth-token`, as gRPC metadata."""
+    return (("authorization", f"Bearer {token}"),)
 
 
 def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: float | None) -> float | None:
@@ -111,13 +117,16 @@ class ScorerClient:
     """Blocking client. `timeout` (seconds) bounds each call including its retries."""
 
     def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
-                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.Channel | None = None) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.Channel | None = None,
+                 token: str | None = None, tls: TlsFiles | None = None) -> None:
+        if channel is None and tls is not None:
+            channel = grpc.secure_channel(target, tls.channel_credentials(), options=wire.CHANNEL_OPTIONS)
         self._channel = channel or grpc.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.metadata = tuple(metadata)
+        self.metadata = (*metadata, *(_bearer(token) if token else ()))
 
     def score(self, query: str, items: Sequence[ItemLike], *, timeout: float | None = None,
               **options) -> score_pb2.ScoreResponse:
@@ -166,13 +175,16 @@ class AsyncScorerClient:
     """asyncio client over grpc.aio; the same calls, awaited, plus the bidirectional stream."""
 
     def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
-                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.aio.Channel | None = None) -> None:
+                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.aio.Channel | None = None,
+                 token: str | None = None, tls: TlsFiles | None = None) -> None:
+        if channel is None and tls is not None:
+            channel = grpc.aio.secure_channel(target, tls.channel_credentials(), options=wire.CHANNEL_OPTIONS)
         self._channel = channel or grpc.aio.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.metadata = tuple(metadata)
+        self.metadata = (*metadata, *(_bearer(token) if token else ()))
 
     async def score(self, query: str, items: Sequence[ItemLike], *, timeout: float | None = None,
                     **options) -> score_pb2.ScoreResponse:

@@ -7,7 +7,6 @@ logged with the request id and answered 500, never leaked as a traceback.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
+from xscore.api.auth import token_matches
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.gateway.backend import ScoringBackend
 from xscore.gateway.codec import DecodeLimits
@@ -43,9 +43,7 @@ def request_id(request: Request) -> str:
 def check_token(request: Request, token: str | None) -> None:
     if token is None:
         return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was right
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not token_matches(request.headers.get("authorization", ""), token):
         raise XscoreError(ErrorCode.UNAUTHENTICATED, "missing or wrong bearer token in Authorization")
 
 

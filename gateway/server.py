@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from xscore.api.tls import TlsFiles
 
 
 def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -32,11 +35,16 @@ def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 class GatewayServer:
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning",
-                 access_log: bool = False, ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+                 access_log: bool = False, tls: TlsFiles | None = None) -> None:
+        """`tls`: serve HTTPS with its certificate and key; with its CA, require client certificates."""
         self.host = host
         self.port = port
         self._config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
-                                      lifespan="off", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+                                      lifespan="off",
+                                      ssl_certfile=str(tls.cert) if tls and tls.cert else None,
+                                      ssl_keyfile=str(tls.key) if tls and tls.key else None,
+                                      ssl_ca_certs=str(tls.ca) if tls and tls.ca else None,
+                                      ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.ca else ssl.CERT_NONE,
                                       server_header=False)
         self._server: uvicorn.Server | None = None
         self._sockets: list[socket.socket] = []

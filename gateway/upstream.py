@@ -26,6 +26,7 @@ from xscore.api.schema import (
     ScoreResult,
     check_top_k,
 )
+from xscore.api.tls import TlsFiles
 from xscore.client.grpc_client import AsyncScorerClient, RetryPolicy
 
 T = TypeVar("T")
@@ -53,18 +54,21 @@ def _timeout(deadline: float | None) -> float | None:
 
 class RemoteScorer:
     def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, token: str | None = None, tls: TlsFiles | None = None) -> None:
         """`target` is "host:port". The client (and its channel) is made on first use, because
         grpc.aio binds a channel to the running loop, which the constructor may not run on."""
         self.target = target
         self._channel = channel
         self._retry = retry
+        self._token = token
+        self._tls = tls
         self._client: AsyncScorerClient | None = None
 
     def _scorer(self) -> AsyncScorerClient:
         if self._client is None:
             # no timeout of its own: a request's deadline is the only bound, as in-process
-            self._client = AsyncScorerClient(self.target, timeout=None, retry=self._retry, channel=self._channel)
+            self._client = AsyncScorerClient(self.target, timeout=None, retry=self._retry, channel=self._channel,
+                                             token=self._token, tls=self._tls)
         return self._client
 
     async def _call(self, call: Callable[[AsyncScorerClient], Awaitable[T]]) -> T:

@@ -153,3 +153,19 @@ def test_a_response_over_grpcs_default_4_mib_passes_through_the_remote_scorer(lo
         loop.run(upstream.close())
     assert sum(map(len, texts)) > 4 * 1024 * 1024
     assert sorted(entry.text for entry in result.scores) == texts
+
+
+def test_the_upstream_hop_carries_the_token_of_a_guarded_scorer(loop, scorer):
+    guarded = GrpcServer(scorer, "127.0.0.1", 0, auth_token="s3cret")
+    address = loop.run(guarded.start())
+    with_token, without = RemoteScorer(address, token="s3cret"), RemoteScorer(address)
+    try:
+        with running_gateway(loop, with_token) as good_url, running_gateway(loop, without) as bad_url:
+            body = {"model": "tiny", "query": "q", "documents": ["a", "b"]}
+            assert httpx.post(f"{good_url}/v1/rerank", json=body).status_code == 200
+            refused = httpx.post(f"{bad_url}/v1/rerank", json=body)
+            assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
+    finally:
+        loop.run(with_token.close())
+        loop.run(without.close())
+        loop.run(guarded.stop(None))

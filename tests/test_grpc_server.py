@@ -289,3 +289,29 @@ def test_a_score_stream_holds_a_bounded_number_of_requests_and_loses_none(tiny_m
         loop.close()
     assert sorted(int(answer.request_id) for answer in received) == list(range(200))
     assert all(answer.HasField("response") for answer in received)
+
+
+def test_an_auth_token_guards_grpc_as_it_guards_http_and_leaves_health_open(tiny_model):
+    running = RunningServer({"tiny": tiny_model}, ServeConfig(grpc_port=0, http_port=None, auth_token="s3cret"))
+    try:
+        for token in (None, "wrong"):
+            with ScorerClient(running.address, retry=NO_RETRY, token=token) as stranger:
+                code, message = code_of(lambda: stranger.score("q", ["d"], model="tiny"))
+                assert code is grpc.StatusCode.UNAUTHENTICATED and "bearer token" in message
+                assert stranger.health() == health_pb2.HealthCheckResponse.SERVING  # probes need no token
+
+        async def stream_without_token():
+            async def one():
+                yield score_pb2.ScoreStreamRequest(request_id="1", request=score_pb2.ScoreRequest(
+                    model="tiny", query="q", items=[score_pb2.Item(text="d")]))
+
+            async with AsyncScorerClient(running.address) as client:
+                return [answer async for answer in client.stream(one())]
+
+        with pytest.raises(grpc.RpcError) as refused:
+            asyncio.run(stream_without_token())
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        with ScorerClient(running.address, token="s3cret") as member:
+            assert member.score("q", ["d"], model="tiny").scores[0].item_id == "item-0"
+    finally:
+        running.stop()

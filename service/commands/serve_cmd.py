@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from xscore.api.errors import invalid
+from xscore.api.tls import TlsFiles
 from xscore.service.commands.options import add_engine_options, engine_options, env
 from xscore.service.models.registry import ModelSpec, default_spec
 from xscore.service.serving.batcher import BatcherConfig
@@ -16,6 +18,11 @@ from xscore.service.serving.validation import Limits
 def _int_env(name: str, default: int | None) -> int | None:
     value = env(name)
     return int(value) if value else default
+
+
+def _path_env(name: str) -> Path | None:
+    value = env(name)
+    return Path(value) if value else None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="origin allowed to call the HTTP API from a browser, repeatable; '*' for any; "
                              "default: CORS off (env XSCORE_CORS_ORIGINS, comma-separated)")
     parser.add_argument("--auth-token", default=env("AUTH_TOKEN"),
-                        help="require 'Authorization: Bearer TOKEN' on the HTTP scoring routes (env XSCORE_AUTH_TOKEN)")
+                        help="require 'Bearer TOKEN' authorization on HTTP and gRPC (probes, metrics, docs, "
+                             "health and reflection stay open); with --upstream, sent to the remote scorer "
+                             "(env XSCORE_AUTH_TOKEN)")
+    parser.add_argument("--tls-cert", type=Path, default=_path_env("TLS_CERT"),
+                        help="PEM certificate chain: serve gRPC and HTTP over TLS (env XSCORE_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, default=_path_env("TLS_KEY"),
+                        help="PEM private key of --tls-cert (env XSCORE_TLS_KEY)")
+    parser.add_argument("--tls-client-ca", type=Path, default=_path_env("TLS_CLIENT_CA"),
+                        help="require client certificates signed by this CA (mutual TLS; env XSCORE_TLS_CLIENT_CA)")
+    parser.add_argument("--upstream-ca", type=Path, default=_path_env("UPSTREAM_CA"),
+                        help="reach --upstream over TLS, verified with this CA; the gateway presents --tls-cert "
+                             "to an upstream that wants a client certificate (env XSCORE_UPSTREAM_CA)")
     parser.add_argument("--max-batch-tokens", type=int, default=_int_env("MAX_BATCH_TOKENS", None),
                         help="padded tokens per engine batch; default: the engine's measured best")
     parser.add_argument("--max-batch-pairs", type=int, default=_int_env("MAX_BATCH_PAIRS", 256),
@@ -59,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         upstream=args.upstream,
         cors_origins=tuple(args.cors_origin or [o for o in (env("CORS_ORIGINS") or "").split(",") if o]),
         auth_token=args.auth_token,
+        tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert or args.tls_key else None,
+        upstream_tls=TlsFiles(args.tls_cert, args.tls_key, args.upstream_ca) if args.upstream_ca else None,
         drain_timeout_s=args.drain_timeout,
         limits=Limits(max_items_per_request=args.max_items, max_text_chars=args.max_text_chars),
         batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_pairs=args.max_batch_pairs,

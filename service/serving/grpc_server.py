@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 
 from xscore.api import wire
 from xscore.api.errors import REQUEST_ID_METADATA, ErrorCode, XscoreError
+from xscore.api.tls import TlsFiles
+from xscore.service.serving.grpc_auth import BearerTokenInterceptor
 from xscore.service.serving.scorer import Scorer
 from xscore.v1 import score_pb2, score_pb2_grpc
 
@@ -133,8 +135,13 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 class GrpcServer:
     """grpc.aio server: Scorer service, standard health (overall and per model), reflection."""
 
-    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 50051) -> None:
+    def __init__(self, scorer: Scorer, host: str = "127.0.0.1", port: int = 50051, *,
+                 auth_token: str | None = None, tls: TlsFiles | None = None) -> None:
+        """`auth_token`: when set, every method but health and reflection needs
+        `authorization: Bearer <token>` metadata. `tls`: serve TLS (mutual when it has a CA)."""
         self._scorer = scorer
+        self._auth_token = auth_token
+        self._tls = tls
         self._host = host
         self._port = port
         self._server: grpc.aio.Server | None = None
@@ -143,13 +150,16 @@ class GrpcServer:
 
     async def start(self) -> str:
         """Bind, serve, and mark every model SERVING; returns the bound "host:port"."""
-        server = grpc.aio.server(options=[*wire.CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
+        interceptors = [BearerTokenInterceptor(self._auth_token)] if self._auth_token else []
+        server = grpc.aio.server(interceptors=interceptors, options=[*wire.CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
         score_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self._scorer), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server)
-        port = server.add_insecure_port(f"{self._host}:{self._port}")
+        address = f"{self._host}:{self._port}"
+        port = server.add_secure_port(address, self._tls.server_credentials()) if self._tls else \
+            server.add_insecure_port(address)
         if port == 0:
             raise XscoreError(ErrorCode.UNAVAILABLE, f"cannot bind gRPC to {self._host}:{self._port}")
         await server.start()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xscore.api.errors import model_error
+from xscore.api.tls import TlsFiles
 from xscore.service.models.engines.base import EngineOptions
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.registry import ModelSpec, load_model
@@ -49,6 +50,8 @@ class ServeConfig:
     upstream: str | None = None  # HOST:PORT of a remote scorer: serve the gateway only
     cors_origins: tuple[str, ...] = ()
     auth_token: str | None = None
+    tls: TlsFiles | None = None  # both transports serve TLS (mutual when it has a CA)
+    upstream_tls: TlsFiles | None = None  # how a gateway reaches --upstream over TLS
     drain_timeout_s: float = 30.0
     limits: Limits = field(default_factory=Limits)
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
@@ -80,11 +83,14 @@ class Runtime:
             if models:
                 raise model_error("a gateway in front of --upstream serves the upstream's models, not its own")
             self.scorer: Scorer | None = None
-            self.remote = RemoteScorer(self.config.upstream)
+            # the upstream scorer shares the deployment's token
+            self.remote = RemoteScorer(self.config.upstream, token=self.config.auth_token,
+                                       tls=self.config.upstream_tls)
             self.servers: dict[str, Server] = {"http": _gateway_server(self.remote, self.config, self.metrics)}
             return
         self.scorer = Scorer(models, self.config.limits, metrics=self.metrics, batching=self.config.batcher)
-        self.servers = {"grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port)}
+        self.servers = {"grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port,
+                                           auth_token=self.config.auth_token, tls=self.config.tls)}
         if self.config.http_port is not None:
             self.servers["http"] = _gateway_server(self.scorer, self.config, self.metrics)
 
@@ -143,7 +149,7 @@ def _gateway_server(backend: object, config: ServeConfig, metrics: Metrics) -> S
 
     app = create_app(backend, cors_origins=config.cors_origins, auth_token=config.auth_token,
                      metrics_registry=metrics.registry)
-    return GatewayServer(app, config.host, config.http_port or 0)
+    return GatewayServer(app, config.host, config.http_port or 0, tls=config.tls)
 
 
 def _print_line(line: str) -> None:
