@@ -146,3 +146,28 @@ def test_a_drain_that_times_out_answers_what_is_left_unavailable_and_exits_1(min
         if response.status_code == 503:
             assert response.json()["code"] == "UNAVAILABLE" and response.headers["retry-after"]
     assert "drain timed out" in process.stderr.read()
+
+
+def test_serve_reads_its_token_from_a_file_and_guards_both_transports(tiny_export, tmp_path):
+    import httpx
+
+    from xscore.client import ScorerClient
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    service, grpc_address, http_address = start_process("--model", f"tiny={tiny_export.path}",
+                                                        "--auth-token-file", str(token_file))
+    try:
+        with ScorerClient(grpc_address, token="s3cret") as member, ScorerClient(grpc_address) as stranger:
+            assert member.score("q", ["d"], model="tiny").scores
+            try:
+                stranger.score("q", ["d"], model="tiny")
+                raise AssertionError("a call without the token was answered")
+            except grpc.RpcError as error:
+                assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert httpx.get(f"http://{http_address}/v1/models").status_code == 401
+        assert httpx.get(f"http://{http_address}/v1/models",
+                         headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=60)

@@ -20,6 +20,21 @@ def _int_env(name: str, default: int | None) -> int | None:
     return int(value) if value else default
 
 
+def _auth_token(args: argparse.Namespace) -> str | None:
+    if args.auth_token_file is None:
+        return args.auth_token
+    if args.auth_token:
+        raise invalid("give --auth-token or --auth-token-file, not both", field="auth_token")
+    try:
+        token = args.auth_token_file.read_text().strip()
+    except OSError as exc:
+        raise invalid(f"cannot read --auth-token-file {args.auth_token_file}: {exc.strerror}",
+                      field="auth_token_file") from None
+    if not token:
+        raise invalid(f"--auth-token-file {args.auth_token_file} is empty", field="auth_token_file")
+    return token
+
+
 def _path_env(name: str) -> Path | None:
     value = env(name)
     return Path(value) if value else None
@@ -44,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="require 'Bearer TOKEN' authorization on HTTP and gRPC (probes, metrics, docs, "
                              "health and reflection stay open); with --upstream, sent to the remote scorer "
                              "(env XSCORE_AUTH_TOKEN)")
+    parser.add_argument("--auth-token-file", type=Path, default=_path_env("AUTH_TOKEN_FILE"),
+                        help="read the token from this file instead, so it stays out of process lists "
+                             "(env XSCORE_AUTH_TOKEN_FILE)")
     parser.add_argument("--tls-cert", type=Path, default=_path_env("TLS_CERT"),
                         help="PEM certificate chain: serve gRPC and HTTP over TLS (env XSCORE_TLS_CERT)")
     parser.add_argument("--tls-key", type=Path, default=_path_env("TLS_KEY"),
@@ -76,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         upstream=args.upstream,
         cors_origins=tuple(args.cors_origin or [o for o in (env("CORS_ORIGINS") or "").split(",") if o]),
-        auth_token=args.auth_token,
+        auth_token=_auth_token(args),
         tls=TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert or args.tls_key else None,
         upstream_tls=TlsFiles(args.tls_cert, args.tls_key, args.upstream_ca) if args.upstream_ca else None,
         drain_timeout_s=args.drain_timeout,
