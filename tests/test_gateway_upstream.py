@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import httpx
@@ -169,3 +170,50 @@ def test_the_upstream_hop_carries_the_token_of_a_guarded_scorer(loop, scorer):
         loop.run(with_token.close())
         loop.run(without.close())
         loop.run(guarded.stop(None))
+
+
+def test_a_full_queue_is_429_with_retry_after_locally_and_across_the_upstream_hop(loop, tiny_model):
+    """Batchers not started and room for 4 pairs: the first request fills the queue, the next is
+    refused at once, over HTTP in front of the scorer and in front of a remote one."""
+    from prometheus_client import CollectorRegistry
+
+    from xscore.service.serving.batcher import BatcherConfig
+    from xscore.service.serving.metrics import Metrics
+
+    async def idle_scorer() -> Scorer:
+        return Scorer({"tiny": tiny_model}, metrics=Metrics(), batching=BatcherConfig(max_queue_pairs=4))
+
+    scorer = loop.run(idle_scorer())
+    server = GrpcServer(scorer, "127.0.0.1", 0)
+    remote = RemoteScorer(loop.run(server.start()))
+    body = {"query": "q", "documents": ["a", "b", "c", "d"]}
+    try:
+        with running_gateway(loop, scorer, metrics_registry=CollectorRegistry()) as local_url, \
+                running_gateway(loop, remote, metrics_registry=CollectorRegistry()) as remote_url, \
+                httpx.Client(timeout=30) as http:
+            pool = ThreadPoolExecutor(1)
+            filler = pool.submit(httpx.post, f"{local_url}/v1/rerank", json=body, timeout=60)
+            for _ in range(500):
+                if scorer.metrics.value("xscore_queue_pairs", model="tiny") == 4:
+                    break
+                time.sleep(0.01)
+            assert scorer.metrics.value("xscore_queue_pairs", model="tiny") == 4
+            local = http.post(f"{local_url}/v1/rerank", json=body)
+            # a deadline shorter than the retry-after: the remote scorer does not wait to retry
+            far = http.post(f"{remote_url}/v1/rerank", json=body, headers={"X-Timeout-Ms": "500"})
+            for response in (local, far):
+                assert response.status_code == 429, response.text
+                assert response.json()["code"] == "RESOURCE_EXHAUSTED"
+                assert int(response.headers["retry-after"]) >= 1
+                assert "4 pairs queued, limit 4" in response.json()["message"]
+            loop.run(start(scorer))  # the queued request is then answered: nothing was lost
+            assert filler.result(60).status_code == 200
+            pool.shutdown()
+    finally:
+        loop.run(remote.close())
+        loop.run(server.stop(None))
+        loop.run(scorer.close())
+
+
+async def start(scorer: Scorer) -> None:
+    scorer.start()

@@ -38,30 +38,37 @@ def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exp
     # ~100 pairs of ~200 tokens: seconds of engine work on any CPU, so the drain is observable
     documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8
 
-    def queued_pairs() -> float:
+    def in_flight() -> float:
         text = httpx.get(f"http://{http_address}/metrics").text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('xscore_queue_pairs{model="minilm"}'))
+                   if line.startswith('xscore_requests_in_flight{model="minilm"}'))
 
     async def load_then_terminate():
-        async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as client:
+        async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as client, \
+                httpx.AsyncClient(timeout=120) as http:
             assert await client.health() == health_pb2.HealthCheckResponse.SERVING
             accepted = [asyncio.ensure_future(client.score(f"query {n}", documents, model="minilm"))
                         for n in range(12)]
+            over_http = [asyncio.ensure_future(http.post(f"http://{http_address}/v1/rerank",
+                                                         json={"query": f"http {n}", "documents": documents}))
+                         for n in range(4)]
             waiting = 0.0
-            for _ in range(600):  # until pairs wait in the queue: calls are in flight at SIGTERM
-                waiting = await asyncio.to_thread(queued_pairs)
-                if waiting > 0:
+            for _ in range(600):  # until all 16 calls are admitted: they are in flight at SIGTERM
+                waiting = await asyncio.to_thread(in_flight)
+                if waiting == 16:
                     break
                 await asyncio.sleep(0.05)
             process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.2)
             health = await client.health()
             with_refusal = await asyncio.gather(client.score("late", ["d"], model="minilm"), return_exceptions=True)
-            return await asyncio.gather(*accepted, return_exceptions=True), health, with_refusal[0], waiting
+            answered = await asyncio.gather(*accepted, return_exceptions=True)
+            return answered, health, with_refusal[0], waiting, await asyncio.gather(*over_http, return_exceptions=True)
 
-    results, health_during_drain, late, waiting = asyncio.run(load_then_terminate())
-    assert waiting > 0, "no call was in flight when SIGTERM was sent"
+    results, health_during_drain, late, waiting, http_results = asyncio.run(load_then_terminate())
+    assert all(not isinstance(r, BaseException) and r.status_code == 200 and len(r.json()["results"]) == 8
+               for r in http_results), http_results
+    assert waiting == 16, f"{waiting} of 16 calls were in flight when SIGTERM was sent"
     assert process.wait(timeout=120) == 0
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, f"accepted calls lost: {failures[:2]}"

@@ -25,6 +25,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter("xscore_requests", "Scoring requests by model and outcome (ok or error code).",
                                 ["model", "status"], registry=r)
+        self.in_flight = Gauge("xscore_requests_in_flight", "Scoring calls admitted and not yet answered.",
+                               ["model"], registry=r)
         self.queue_pairs = Gauge("xscore_queue_pairs", "Pairs waiting for a batch (queue depth).", ["model"], registry=r)
         self.queue_requests = Gauge("xscore_queue_requests", "Requests with pairs waiting for a batch.", ["model"],
                                     registry=r)

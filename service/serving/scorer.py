@@ -160,6 +160,7 @@ class Scorer:
                               retry_after_s=1.0)
         self._in_flight += 1
         self._idle.clear()
+        self.metrics.in_flight.labels(model=label).inc()
         status = "ok"
         try:
             return await call
@@ -174,6 +175,7 @@ class Scorer:
             raise
         finally:
             self.metrics.requests.labels(model=label, status=status).inc()
+            self.metrics.in_flight.labels(model=label).dec()
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
