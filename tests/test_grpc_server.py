@@ -301,12 +301,14 @@ def test_an_auth_token_guards_grpc_as_it_guards_http_and_leaves_health_open(tiny
                 assert stranger.health() == health_pb2.HealthCheckResponse.SERVING  # probes need no token
 
         async def stream_without_token():
-            async def one():
-                yield score_pb2.ScoreStreamRequest(request_id="1", request=score_pb2.ScoreRequest(
-                    model="tiny", query="q", items=[score_pb2.Item(text="d")]))
+            # sends nothing: the refusal comes at the call's start, and a message racing it would
+            # fail on the client's side instead (gRPC reports that as INTERNAL)
+            async def nothing():
+                await asyncio.Event().wait()
+                yield score_pb2.ScoreStreamRequest()
 
             async with AsyncScorerClient(running.address) as client:
-                return [answer async for answer in client.stream(one())]
+                return [answer async for answer in client.stream(nothing())]
 
         with pytest.raises(grpc.RpcError) as refused:
             asyncio.run(stream_without_token())
