@@ -16,6 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
 from xscore.service.models.calibration import calibration_pairs, docstrings
 
 HIDDEN = 64
@@ -43,15 +53,6 @@ def _fast(tokenizer, model_max_length: int, input_names: tuple[str, ...], **spec
 
 def wordpiece_tokenizer(max_length: int = 512, *, token_types: bool = True):
     """BERT's conventions: lower-cased WordPiece, [CLS] A [SEP] B [SEP], types 0 then 1, [PAD] = 0."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
 
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -69,7 +70,6 @@ def wordpiece_tokenizer(max_length: int = 512, *, token_types: bool = True):
 
 def byte_bpe_tokenizer(max_length: int = 512):
     """RoBERTa's conventions: byte-level BPE, <s> A </s></s> B </s>, <pad> = 1."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -86,15 +86,6 @@ def byte_bpe_tokenizer(max_length: int = 512):
 def unigram_tokenizer(specials: tuple[str, ...], single: str, pair: str, max_length: int,
                       input_names: tuple[str, ...], **special: str):
     """SentencePiece's conventions (XLM-RoBERTa, DeBERTa-v3): Unigram over Metaspace pieces."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
 
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.NFKC()
@@ -110,7 +101,6 @@ def unigram_tokenizer(specials: tuple[str, ...], single: str, pair: str, max_len
 
 def decoder_bpe_tokenizer(max_length: int = 512):
     """Qwen's conventions: byte-level BPE, no specials around a pair, <|endoftext|> pads (id 2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)

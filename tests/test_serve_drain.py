@@ -17,6 +17,14 @@ from xscore.client import AsyncScorerClient, RetryPolicy
 LISTENING = re.compile(r"^xscore listening grpc=(\S+):(\d+) http=(\S+):(\d+)$")
 
 
+def scraped(http_address: str, sample: str) -> float:
+    """One sample's value from the server's /metrics, as a Prometheus scraper reads it."""
+    import httpx
+
+    text = httpx.get(f"http://{http_address}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " "))
+
+
 def start_process(*arguments: str, line_pattern: re.Pattern = LISTENING) -> tuple[subprocess.Popen, str, str]:
     """`xscore serve ARGUMENTS` on free ports; returns it with its gRPC and HTTP addresses."""
     process = subprocess.Popen(
@@ -38,11 +46,6 @@ def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exp
     # ~100 pairs of ~200 tokens: seconds of engine work on any CPU, so the drain is observable
     documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8
 
-    def in_flight() -> float:
-        text = httpx.get(f"http://{http_address}/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('xscore_requests_in_flight{model="minilm"}'))
-
     async def load_then_terminate():
         async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as client, \
                 httpx.AsyncClient(timeout=120) as http:
@@ -54,7 +57,7 @@ def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exp
                          for n in range(4)]
             waiting = 0.0
             for _ in range(600):  # until all 16 calls are admitted: they are in flight at SIGTERM
-                waiting = await asyncio.to_thread(in_flight)
+                waiting = await asyncio.to_thread(scraped, http_address, 'xscore_requests_in_flight{model="minilm"}')
                 if waiting == 16:
                     break
                 await asyncio.sleep(0.05)
@@ -120,11 +123,6 @@ def test_a_drain_that_times_out_answers_what_is_left_unavailable_and_exits_1(min
                                                    "--drain-timeout", "0.2")
     documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8  # far more than 0.2 s of work
 
-    def queued_pairs() -> float:
-        text = httpx.get(f"http://{http_address}/metrics").text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('xscore_queue_pairs{model="minilm"}'))
-
     async def post(client: httpx.AsyncClient) -> httpx.Response:
         return await client.post(f"http://{http_address}/v1/rerank", json={"query": "q", "documents": documents})
 
@@ -135,7 +133,7 @@ def test_a_drain_that_times_out_answers_what_is_left_unavailable_and_exits_1(min
                      for n in range(16)]
             calls += [asyncio.ensure_future(post(http_client)) for _ in range(4)]
             for _ in range(600):
-                if await asyncio.to_thread(queued_pairs) > 8 * 12:
+                if await asyncio.to_thread(scraped, http_address, 'xscore_queue_pairs{model="minilm"}') > 8 * 12:
                     break
                 await asyncio.sleep(0.05)
             process.send_signal(signal.SIGTERM)

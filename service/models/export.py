@@ -68,7 +68,7 @@ def export(spec: str, variants: Sequence[str | Variant] = ("fp32",), *, root: Pa
     rows = [variant_named(name) for name in variants]
     root = root or cache.cache_root()
     source = resolve_source(spec, revision)
-    read_config(source.local_dir)
+    source_config = read_config(source.local_dir)  # refuses what is not a scorer before any work
     versions = cache.library_versions()
     results: dict[str, ExportResult] = {}
     missing = []
@@ -85,7 +85,7 @@ def export(spec: str, variants: Sequence[str | Variant] = ("fp32",), *, root: Pa
                               "delete that file to build it again)", **refusal.get("details", {}))
         missing.append(row)
     if missing:
-        results.update(_build(source, missing, root, versions, progress))
+        results.update(_build(source, source_config, missing, root, versions, progress))
     return results
 
 
@@ -99,8 +99,8 @@ def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path 
     return cache.any_complete(root, source, variant)
 
 
-def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[str, str],
-           progress: bool) -> dict[str, ExportResult]:
+def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: Path,
+           versions: dict[str, str], progress: bool) -> dict[str, ExportResult]:
     for row in rows:
         reason = row.unavailable()
         if reason:
@@ -115,7 +115,6 @@ def _build(source: ModelSource, rows: list[Variant], root: Path, versions: dict[
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=staging_parent) as staging_name:
         staging = Path(staging_name)
         bar.set_postfix_str(steps[0])
-        source_config = read_config(source.local_dir)
         prompt = None if is_sequence_classifier(source_config) else prompt_profile(source.local_dir, source_config)
         exporter.export_onnx(source.local_dir, staging, prompt)
         bar.update()

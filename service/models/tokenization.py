@@ -123,10 +123,12 @@ class PairTokenizer:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust error says which part of the file is bad
             raise model_error(f"cannot read {path}: {exc}") from exc
-        limit = model_max_length(model_dir)
-        chosen = min(max_length, limit) if max_length else min(limit, default_max_length(model_dir))
-        prompt = prompt_profile(model_dir, _read_json(model_dir / "config.json"))
-        return cls(tokenizer, chosen, pad_id=declared_pad_id(model_dir, tokenizer), prompt=prompt)
+        config = _read_json(model_dir / "config.json")
+        tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+        limit = model_max_length(config, tokenizer_config)
+        chosen = min(max_length, limit) if max_length else min(limit, default_max_length(config))
+        pad_id = declared_pad_id(model_dir, config, tokenizer_config, tokenizer)
+        return cls(tokenizer, chosen, pad_id=pad_id, prompt=prompt_profile(model_dir, config))
 
     def encode(
         self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True,
@@ -202,14 +204,12 @@ def pad_batch(pairs: Sequence[EncodedPair], pad_id: int) -> EncodedBatch:
     return EncodedBatch(input_ids, attention_mask, token_type_ids)
 
 
-def model_max_length(model_dir: Path) -> int:
+def model_max_length(config: dict, tokenizer_config: dict) -> int:
     """The longest pair the model takes: tokenizer limit capped by its position embeddings."""
     limits: list[int] = []
-    tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
     declared = tokenizer_config.get("model_max_length")
     if isinstance(declared, int) and 0 < declared < 1_000_000:
         limits.append(declared)
-    config = _read_json(model_dir / "config.json")
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
         # RoBERTa-family models reserve padding_idx + 1 positions.
@@ -227,9 +227,9 @@ DECODER_DEFAULT_MAX_LENGTH = 4096
 _DECODER_MODELS = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3", "phi3", "gpt2"}
 
 
-def default_max_length(model_dir: Path) -> int:
+def default_max_length(config: dict) -> int:
     """The serving default for a model's type (a decoder or an encoder); --max-length overrides it."""
-    model_type = _read_json(model_dir / "config.json").get("model_type")
+    model_type = config.get("model_type")
     return DECODER_DEFAULT_MAX_LENGTH if model_type in _DECODER_MODELS else ENCODER_DEFAULT_MAX_LENGTH
 
 
@@ -240,17 +240,22 @@ def _read_json(path: Path) -> dict:
         raise model_error(f"cannot read {path}: {exc}") from exc
 
 
-def declared_pad_id(model_dir: Path, tokenizer: Tokenizer) -> int | None:
+def declared_pad_id(model_dir: Path, config: dict, tokenizer_config: dict, tokenizer: Tokenizer) -> int | None:
     """The pad id the model was built with, never guessed: `pad_token_id` in config.json (the
     exported graph uses it: RoBERTa's positions and decoder classifiers' last-token pooling read
     it from the ids), else the pad token the tokenizer's config declares. None when neither does."""
-    declared = _read_json(model_dir / "config.json").get("pad_token_id")
+    declared = config.get("pad_token_id")
     if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
         return declared
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        token = _read_json(model_dir / name).get("pad_token")
-        if isinstance(token, dict):
-            token = token.get("content")
-        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
-            return tokenizer.token_to_id(token)
-    return None
+    found = _pad_token_id(tokenizer_config, tokenizer)
+    if found is None:
+        found = _pad_token_id(_read_json(model_dir / "special_tokens_map.json"), tokenizer)
+    return found
+
+
+def _pad_token_id(declaring: dict, tokenizer: Tokenizer) -> int | None:
+    """The id of the `pad_token` a tokenizer config file names, if the tokenizer has it."""
+    token = declaring.get("pad_token")
+    if isinstance(token, dict):
+        token = token.get("content")
+    return tokenizer.token_to_id(token) if isinstance(token, str) else None
