@@ -26,7 +26,8 @@ from tokenizers import (
     trainers,
 )
 
-from xscore.service.models.calibration import calibration_pairs, docstrings
+from xscore.service.models.calibration import calibration_pairs
+from xscore.service.models.corpus import docstrings
 
 HIDDEN = 64
 VOCAB = 1200

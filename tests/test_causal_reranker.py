@@ -31,7 +31,7 @@ def reranker(reranker_dir, cache_dir) -> LoadedModel:
 
 
 def documents() -> list[str]:
-    from xscore.service.models.calibration import docstrings
+    from xscore.service.models.corpus import docstrings
 
     texts = [text for _, text in docstrings()]
     return [" ".join(texts[index].split()[:length]) for index, length in zip(range(60, 66), (4, 180, 25, 90, 2, 60))]

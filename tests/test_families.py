@@ -22,7 +22,7 @@ def family_table() -> dict[str, Family]:
 
 def mixed_pairs() -> tuple[list[str], list[str]]:
     """Two queries over documents of 3 to ~250 words: every batch the planner forms pads."""
-    from xscore.service.models.calibration import docstrings
+    from xscore.service.models.corpus import docstrings
 
     texts = [text for _, text in docstrings()]
     documents = [" ".join(texts[index].split()[:length])
@@ -89,7 +89,8 @@ def test_deberta_exports_a_graph_that_every_engine_runs(family_table, tmp_path_f
         model = load_model(ModelSpec("deberta", str(model_dir)), device="cpu", progress=False)
     assert "variant auto for deberta: serving" in caplog.text
     if openvino_available() and is_x86_64():
-        assert model.engine.name == "openvino" and "cannot load" not in caplog.text
+        # auto serves whichever engine measured faster; OpenVINO must have loaded and run it
+        assert "deberta: fp32 on openvino measured" in caplog.text and "cannot load" not in caplog.text
     queries, documents = mixed_pairs()
     served = score_pairs(model, queries, documents, raw=True).scores
     assert np.all(np.isfinite(served))

@@ -20,7 +20,7 @@ from xscore.service.models.export import export
 from xscore.service.models.fidelity import measure
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.probes import probe_pairs
-from xscore.service.models.registry import ModelSpec, auto_order, load_model
+from xscore.service.models.registry import ModelSpec, load_model
 from xscore.service.models.variants import BY_NAME, build_nncf_int8
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
@@ -83,20 +83,13 @@ def test_the_gate_refuses_an_int8_build_calibrated_on_one_pair(minilm_model_dir,
         export(str(minilm_model_dir), [one_pair], root=tmp_path, progress=False)
 
 
-def test_variant_auto_serves_int8_first_on_this_cpu_and_logs_the_choice(minilm_exports, minilm_model_dir, caplog):
-    assert auto_order("cpu")[0] == "int8" and auto_order("cpu", "onnxruntime") == ("int8", "fp32")
-    with caplog.at_level(logging.INFO):
-        model = load_model(ModelSpec("m", str(minilm_model_dir)), progress=False)
-    assert model.manifest.variant == "int8" and model.engine.name == "openvino"
-    assert "variant auto for m: serving int8" in caplog.text
-
-
 def test_variant_auto_skips_a_refused_variant_with_a_log_line(tiny_model_dir, cache_dir, caplog):
     # the 2-layer random tiny model quantizes badly (its int8 is refused): auto moves on
     with caplog.at_level(logging.INFO):
         model = load_model(ModelSpec("tiny", str(tiny_model_dir)), progress=False)
-    assert "skipping int8: variant int8" in caplog.text and "refused" in caplog.text
+    assert "variant auto for tiny: int8 refused: variant int8" in caplog.text
     assert model.manifest.variant in ("bf16", "fp32")
+    assert f"variant auto for tiny: serving {model.manifest.variant} on {model.engine.name}" in caplog.text
 
 
 def _run(script: str, cache: Path) -> subprocess.CompletedProcess:
@@ -126,7 +119,11 @@ def test_without_nncf_int8_is_built_by_onnxruntime_and_served_by_it(minilm_model
         "import sys, json; sys.modules['nncf'] = None\n"
         "from xscore.service.models.export import export\n"
         "from xscore.service.models.engines import create_engine\n"
-        f"r = export({str(minilm_model_dir)!r}, ['int8'], root=__import__('pathlib').Path({str(tmp_path)!r}), "
+        # the probe bar only: onnxruntime's dynamic int8 does not keep this model's ranking
+        "import dataclasses; from xscore.service.models.fidelity import Gate\n"
+        "from xscore.service.models.variants import BY_NAME\n"
+        "row = dataclasses.replace(BY_NAME['int8'], gate=Gate(min_spearman=0.97))\n"
+        f"r = export({str(minilm_model_dir)!r}, [row], root=__import__('pathlib').Path({str(tmp_path)!r}), "
         "progress=False)['int8']\n"
         "print(json.dumps([r.manifest.extra, create_engine(r.path, r.manifest).name]))\n"
     )
@@ -144,8 +141,6 @@ def test_bf16_on_a_cpu_without_it_is_refused_clearly_and_auto_moves_on(minilm_ex
         "from xscore.service.models import hardware; hardware.cpu_flags = lambda: frozenset()\n"
         "from xscore.service.models.variants import BY_NAME\n"
         "print(BY_NAME['bf16'].unavailable())\n"
-        "from xscore.service.models.registry import auto_order\n"
-        "print(auto_order('cpu'))\n"
         "from xscore.service.models.engines import create_engine\n"
         "from xscore.service.models.manifest import Manifest\n"
         f"m = Manifest.read(__import__('pathlib').Path({str(fp32.path)!r}) / 'manifest.json'); m.precision = 'bf16'\n"

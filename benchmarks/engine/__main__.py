@@ -14,7 +14,6 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.corpus import rerank_workload
 from benchmarks.engine import report
 from benchmarks.engine.attempts import (
     ATTEMPTS,
@@ -24,10 +23,12 @@ from benchmarks.engine.attempts import (
     service_scorer,
     variants_needed,
 )
-from benchmarks.engine.evaluation import Scorer, compare, corpus_queries, reference_scores
+from benchmarks.engine.evaluation import Scorer, compare, reference_scores
 from benchmarks.models import build_minilm_cross_encoder
+from xscore.service.models.corpus import rerank_workload
 from xscore.service.models.export import export
 from xscore.service.models.hardware import physical_cores
+from xscore.service.models.ranking import ranking_set
 
 log = logging.getLogger("benchmarks.engine")
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     scorers: dict[Attempt, Scorer] = {attempt: _scorer(attempt, model_dir, exports) for attempt in attempts}
 
     log.info("fidelity on the evaluation set")
-    evaluation = corpus_queries()
+    evaluation = ranking_set()
     references = reference_scores(baseline, evaluation)
     fidelity = {baseline_attempt.fidelity_key: compare(baseline, evaluation, references)}
     for attempt, scorer in scorers.items():

@@ -43,8 +43,8 @@ def build_models(kind: str, cache: Path) -> dict:
 
 def _grpc_client_process(address: str, model: str, clients: int, seconds: float, documents: int, out) -> None:
     """The same closed loop over gRPC (xscore.client)."""
-    from benchmarks.corpus import rerank_workload
     from xscore.client import AsyncScorerClient
+    from xscore.service.models.corpus import rerank_workload
 
     query, passages = rerank_workload(documents)
     items = [(f"d{i}", text) for i, text in enumerate(passages)]
@@ -79,7 +79,7 @@ def _client_process(url: str, body_format: str, clients: int, seconds: float, do
     import httpx
     import msgpack
 
-    from benchmarks.corpus import rerank_workload
+    from xscore.service.models.corpus import rerank_workload
 
     query, passages = rerank_workload(documents)
     body = {"query": {"text": query}, "items": [{"id": f"d{i}", "text": text} for i, text in enumerate(passages)]}
@@ -126,8 +126,8 @@ def _client_process(url: str, body_format: str, clients: int, seconds: float, do
 
 async def in_process(scorer, model: str, clients: int, seconds: float, documents: int) -> dict:
     """The same closed loop calling the Scorer directly: the ceiling HTTP is measured against."""
-    from benchmarks.corpus import rerank_workload
     from xscore.api.schema import Item, ScoreRequest
+    from xscore.service.models.corpus import rerank_workload
 
     query, passages = rerank_workload(documents)
     request = ScoreRequest(model, query, [Item(text, f"d{i}") for i, text in enumerate(passages)])

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.corpus import passages, queries, rerank_workload
+from xscore.service.models.corpus import passages, queries, rerank_workload
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -31,23 +32,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """Every export in the cache with its fidelity, and per machine class what `auto` measured,
+    serves and why."""
+    from xscore.service.models.selection import Decision
+
     root = args.cache or cache.cache_root()
-    entries = []
-    for manifest_path in sorted(root.glob("*/*/manifest.json")):
-        manifest = cache.load_complete(manifest_path.parent)
-        if manifest is not None:
-            entries.append({"source": manifest.source, "variant": manifest.variant,
-                            "path": str(manifest_path.parent), "parity": manifest.parity})
+    models: dict[str, dict] = {}
+    for model_dir in sorted(path for path in root.glob("*") if path.is_dir()):
+        entries = []
+        for manifest_path in sorted(model_dir.glob("*/manifest.json")):
+            manifest = cache.load_complete(manifest_path.parent)
+            if manifest is not None:
+                entries.append({"source": manifest.source, "variant": manifest.variant,
+                                "path": str(manifest_path.parent), "parity": manifest.parity,
+                                "ranking": manifest.ranking})
+        decisions = [decision for path in sorted(model_dir.glob("auto-*.json"))
+                     if (decision := Decision.read(path)) is not None]
+        if entries or decisions:
+            source = entries[0]["source"] if entries else decisions[0].model
+            models[str(model_dir)] = {"source": source, "variants": entries,
+                                      "auto": [dataclasses.asdict(decision) for decision in decisions]}
     if args.json:
-        print(json.dumps(entries, indent=2))
-    elif not entries:
+        print(json.dumps(list(models.values()), indent=2))
+    elif not models:
         print(f"no exported models in {root}")
     else:
-        for entry in entries:
-            parity = entry["parity"]
-            print(f"{entry['source']}  {entry['variant']:5}  max|diff| {parity['max_abs_diff']:.2e}  "
-                  f"spearman {parity['spearman']:.4f}  {entry['path']}")
+        for model in models.values():
+            print(_describe(model))
     return 0
+
+
+def _describe(model: dict) -> str:
+    lines = [model["source"]]
+    for entry in model["variants"]:
+        parity, ranking = entry["parity"], entry["ranking"]
+        figures = f"probe max|diff| {parity['max_abs_diff']:.2e}  Spearman {parity['spearman']:.4f}"
+        if ranking:
+            figures += (f"  ranking Spearman {ranking['spearman_mean']:.4f} (min {ranking['spearman_min']:.4f})"
+                        f"  NDCG@10 {100 * ranking['ndcg10_ratio']:.2f}%")
+        lines.append(f"  {entry['variant']:5}  {figures}  {entry['path']}")
+    for decision in model["auto"]:
+        machine = decision["machine"]
+        lines.append(f"  auto on {machine['cpu']} ({machine['class']}, {machine['cores']} cores, {decision['device']}): "
+                     f"serves {decision['variant']} on {decision['engine']}: {decision['reason']}")
+        for trial in decision["trials"]:
+            speed = f"{trial['pairs_per_s']:8.1f} pairs/s" if trial["pairs_per_s"] else f"{trial['status']:>15}"
+            chosen = "*" if (trial["variant"], trial["engine"]) == (decision["variant"], decision["engine"]) else " "
+            reason = f"  {trial['reason']}" if trial["reason"] else ""
+            lines.append(f"   {chosen} {trial['variant']:5} {trial['engine'] or '-':12} {speed}{reason}")
+    return "\n".join(lines)
 
 
 def run_build_default(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from xscore.api.errors import XscoreError, model_error
 from xscore.service.models import cache
-from xscore.service.models.activation import activation_from_config
+from xscore.service.models.activation import Activation, activation_from_config
 from xscore.service.models.calibration import calibration_pairs
 from xscore.service.models.engines import (
     ENGINE_KINDS,
@@ -35,6 +35,7 @@ from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.prompts import CONFIG_KEY as PROMPT_CONFIG_KEY
 from xscore.service.models.prompts import PromptProfile, prompt_profile
+from xscore.service.models.ranking import Query, RankingFidelity, ranking_fidelity, ranking_set
 from xscore.service.models.sources import (
     ModelSource,
     is_sequence_classifier,
@@ -64,13 +65,27 @@ class ExportResult:
 def export(spec: str, variants: Sequence[str | Variant] = ("fp32",), *, root: Path | None = None,
            revision: str | None = None, progress: bool = True) -> dict[str, ExportResult]:
     """Export `spec` into the cache (or reuse what is there) for each variant (a name from the
-    variant table, or a `Variant` row of the caller's own), keyed by variant name."""
+    variant table, or a `Variant` row of the caller's own), keyed by variant name. A variant that
+    cannot be built or fails its gate raises, with the figures."""
+    results, refusals = export_each(spec, variants, root=root, revision=revision, progress=progress)
+    if refusals:
+        raise next(iter(refusals.values()))
+    return results
+
+
+def export_each(spec: str, variants: Sequence[str | Variant], *, root: Path | None = None,
+                revision: str | None = None,
+                progress: bool = True) -> tuple[dict[str, ExportResult], dict[str, XscoreError]]:
+    """Like `export`, but every variant is tried: (the built or reused ones, the refused ones with
+    why). A refusal is recorded in the cache, so the same model, recipe and libraries are not
+    rebuilt to fail the same gate again."""
     rows = [variant_named(name) for name in variants]
     root = root or cache.cache_root()
     source = resolve_source(spec, revision)
     source_config = read_config(source.local_dir)  # refuses what is not a scorer before any work
     versions = cache.library_versions()
     results: dict[str, ExportResult] = {}
+    refusals: dict[str, XscoreError] = {}
     missing = []
     for row in rows:
         entry = cache.entry_dir(root, source, row.name, versions)
@@ -80,13 +95,19 @@ def export(spec: str, variants: Sequence[str | Variant] = ("fp32",), *, root: Pa
             continue
         refusal = cache.load_refusal(entry)
         if refusal is not None:
-            # the same model, recipe and libraries fail the same gate: say so instead of rebuilding
-            raise model_error(f"{refusal['message']} (recorded in {cache.refusal_path(entry)}; "
-                              "delete that file to build it again)", **refusal.get("details", {}))
+            refusals[row.name] = model_error(f"{refusal['message']} (recorded in {cache.refusal_path(entry)}; "
+                                             "delete that file to build it again)", **refusal.get("details", {}))
+            continue
+        reason = row.unavailable()
+        if reason:
+            refusals[row.name] = model_error(f"cannot build variant {row.name}: {reason}")
+            continue
         missing.append(row)
     if missing:
-        results.update(_build(source, source_config, missing, root, versions, progress))
-    return results
+        built, refused = _build(source, source_config, missing, root, versions, progress)
+        results.update(built)
+        refusals.update(refused)
+    return results, refusals
 
 
 def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path | None:
@@ -100,15 +121,12 @@ def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path 
 
 
 def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: Path,
-           versions: dict[str, str], progress: bool) -> dict[str, ExportResult]:
-    for row in rows:
-        reason = row.unavailable()
-        if reason:
-            raise model_error(f"cannot build variant {row.name}: {reason}")
+           versions: dict[str, str], progress: bool) -> tuple[dict[str, ExportResult], dict[str, XscoreError]]:
     exporter = _require_exporter()
     steps = ["export ONNX", "reference scores"] + [f"{row.name}: build + parity" for row in rows]
     bar = tqdm(total=len(steps), desc=f"export {source.spec}", unit="step", disable=not progress)
     results: dict[str, ExportResult] = {}
+    refusals: dict[str, XscoreError] = {}
     started = time.perf_counter()
     staging_parent = cache.model_dir(root, source)
     staging_parent.mkdir(parents=True, exist_ok=True)
@@ -125,40 +143,72 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
+        ranking = _RankingCheck.prepare(staging / ONNX_NAME, tokenizer, activation) \
+            if any(row.gate.ranked for row in rows) else None
+        context = _BuildContext(source, staging, tokenizer, pairs, reference, config, activation, ranking,
+                                versions, started)
         for row, step in zip(rows, steps[2:]):
             bar.set_postfix_str(step)
-            entry = cache.entry_dir(root, source, row.name, versions)
-            with cache.building(entry) as scratch:
-                for name in _SIDE_FILES:
-                    if (staging / name).is_file():
-                        shutil.copyfile(staging / name, scratch / name)
-                try:
-                    extra, scores = _build_and_score(row, staging / ONNX_NAME, scratch, pairs, tokenizer.pad_id)
-                except Exception as exc:
-                    # any failure of one variant (a quantizer that cannot read the graph, no
-                    # engine that loads it) refuses that variant; `--variant auto` moves on
-                    reason = exc.message if isinstance(exc, XscoreError) else f"{type(exc).__name__}: {exc}"
-                    refusal = model_error(f"variant {row.name} of {source.spec} could not be built: {reason}")
-                    cache.record_refusal(entry, refusal.message, refusal.details)
-                    raise refusal from exc
-                fidelity = measure(activation.raw(reference), activation.raw(scores))
-                problems = row.gate.failures(fidelity)
-                if problems:
-                    refusal = model_error(
-                        f"variant {row.name} of {source.spec} refused: {'; '.join(problems)} "
-                        f"against the PyTorch reference on {fidelity.pairs} probe pairs",
-                        parity=fidelity.as_dict(),
-                    )
-                    cache.record_refusal(entry, refusal.message, refusal.details)
-                    raise refusal
-                manifest = _manifest(source, row.name, row.precision, scratch, tokenizer, config,
-                                     activation.name, fidelity, versions, time.perf_counter() - started)
-                manifest.extra = extra
-                manifest.write(scratch / MANIFEST_NAME)
-            results[row.name] = ExportResult(row.name, entry, manifest, reused=False)
+            try:
+                results[row.name] = _build_entry(row, cache.entry_dir(root, source, row.name, versions), context)
+            except XscoreError as refusal:
+                refusals[row.name] = refusal  # recorded in the cache; `--variant auto` moves on
             bar.update()
     bar.close()
-    return results
+    return results, refusals
+
+
+@dataclass(frozen=True, slots=True)
+class _BuildContext:
+    """What every variant of one export shares: the fp32 ONNX, probe pairs and references."""
+
+    source: ModelSource
+    staging: Path
+    tokenizer: PairTokenizer
+    pairs: list[EncodedPair]
+    reference: np.ndarray
+    config: dict
+    activation: Activation
+    ranking: _RankingCheck | None
+    versions: dict[str, str]
+    started: float
+
+
+def _build_entry(row: Variant, entry: Path, context: _BuildContext) -> ExportResult:
+    """One variant built, measured and gated into its cache entry, or a recorded refusal raised."""
+    source, activation = context.source, context.activation
+    with cache.building(entry) as scratch:
+        for name in _SIDE_FILES:
+            if (context.staging / name).is_file():
+                shutil.copyfile(context.staging / name, scratch / name)
+        try:
+            extra, engine = _build_variant(row, context.staging / ONNX_NAME, scratch)
+            scores = run_planned(engine.run, context.pairs, context.tokenizer.pad_id, PARITY_BATCH_TOKENS)
+            ranked = context.ranking.measure(engine) if context.ranking is not None and row.gate.ranked else None
+        except Exception as exc:
+            # any failure of one variant (a quantizer that cannot read the graph, no engine that
+            # loads it) refuses that variant
+            reason = exc.message if isinstance(exc, XscoreError) else f"{type(exc).__name__}: {exc}"
+            refusal = model_error(f"variant {row.name} of {source.spec} could not be built: {reason}")
+            cache.record_refusal(entry, refusal.message, refusal.details)
+            raise refusal from exc
+        fidelity = measure(activation.raw(context.reference), activation.raw(scores))
+        problems = row.gate.failures(fidelity, ranked)
+        if problems:
+            refusal = model_error(
+                f"variant {row.name} of {source.spec} refused: {'; '.join(problems)} "
+                f"(probe pairs: {fidelity.pairs} against the PyTorch reference; ranking set: "
+                f"{RANKING_SET_SHAPE} against the fp32 export)",
+                parity=fidelity.as_dict(), ranking=ranked.as_dict() if ranked else {},
+            )
+            cache.record_refusal(entry, refusal.message, refusal.details)
+            raise refusal
+        manifest = _manifest(source, row.name, row.precision, scratch, context.tokenizer, context.config,
+                             activation.name, fidelity, context.versions, time.perf_counter() - context.started)
+        manifest.extra = extra
+        manifest.ranking = ranked.as_dict() if ranked else {}
+        manifest.write(scratch / MANIFEST_NAME)
+    return ExportResult(row.name, entry, manifest, reused=False)
 
 
 def _manifest(source: ModelSource, variant: str, precision: str, directory: Path, tokenizer: PairTokenizer,
@@ -182,10 +232,9 @@ def _manifest(source: ModelSource, variant: str, precision: str, directory: Path
     )
 
 
-def _build_and_score(row: Variant, fp32_onnx: Path, scratch: Path, pairs: Sequence[EncodedPair],
-                     pad_id: int) -> tuple[dict[str, str], np.ndarray]:
-    """Build the variant into scratch and score the probe pairs on the engine that will serve it,
-    at the precision it will run in, in the planner's mixed-length batches."""
+def _build_variant(row: Variant, fp32_onnx: Path, scratch: Path) -> tuple[dict[str, str], Engine]:
+    """Build the variant into scratch and load it on the engine that will serve it, at the
+    precision it will run in: its figures are measured there."""
     extra = row.build(fp32_onnx, scratch / ONNX_NAME, calibration_pairs())
     engine = _serving_engine(scratch, row, extra)
     if row.precision not in ENGINE_KINDS[engine.name].precisions:
@@ -195,8 +244,40 @@ def _build_and_score(row: Variant, fp32_onnx: Path, scratch: Path, pairs: Sequen
     if engine.name != resolve_engine(extra.get("engine", "auto"), resolve_device(row.device), row.precision):
         # the first choice could not load this graph: serve it where it was measured
         extra = {**extra, "engine": engine.name}
-    extra = {**extra, "fidelity_engine": engine.name}
-    return extra, run_planned(engine.run, pairs, pad_id, PARITY_BATCH_TOKENS)
+    return {**extra, "fidelity_engine": engine.name}, engine
+
+
+RANKING_SET_SHAPE = "8 queries x 50 candidates"
+
+
+class _RankingCheck:
+    """The ranking set, encoded once, with the fp32 export's raw scores as the reference."""
+
+    def __init__(self, queries: list[Query], pairs: list[EncodedPair], pad_id: int, activation: Activation,
+                 reference: list[np.ndarray]) -> None:
+        self._queries, self._pairs, self._pad_id = queries, pairs, pad_id
+        self._activation, self._reference = activation, reference
+
+    @classmethod
+    def prepare(cls, fp32_onnx: Path, tokenizer: PairTokenizer, activation: Activation) -> _RankingCheck:
+        from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
+
+        queries = ranking_set()
+        pairs = tokenizer.encode([q.text for q in queries for _ in q.candidates],
+                                 [c for q in queries for c in q.candidates], truncate=True)
+        check = cls(queries, pairs, tokenizer.pad_id, activation, [])
+        # the fp32 export on onnxruntime's CPU provider: exact to the PyTorch model (the fp32
+        # gate), and present on every install
+        check._reference = check._split(OnnxRuntimeEngine(fp32_onnx, device="cpu"))
+        return check
+
+    def _split(self, engine: Engine) -> list[np.ndarray]:
+        raw = self._activation.raw(run_planned(engine.run, self._pairs, self._pad_id, PARITY_BATCH_TOKENS))
+        bounds = np.cumsum([len(q.candidates) for q in self._queries])[:-1]
+        return np.split(raw.astype(np.float64), bounds)
+
+    def measure(self, engine: Engine) -> RankingFidelity:
+        return ranking_fidelity(self._queries, self._reference, self._split(engine))
 
 
 def _serving_engine(directory: Path, row: Variant, extra: dict[str, str]) -> Engine:

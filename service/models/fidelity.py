@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from xscore.service.models.ranking import RankingFidelity
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,15 +68,31 @@ def measure(reference: np.ndarray, candidate: np.ndarray) -> Fidelity:
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """The bar a variant must meet against the PyTorch reference (each row of the variant table has one)."""
+    """The bar a variant must meet (each row of the variant table has one): on the probe pairs
+    against the PyTorch reference, and for lossy variants on the ranking set against the fp32
+    export (per-query Spearman mean, NDCG@10 ratio)."""
 
     max_abs_diff: float | None = None
     min_spearman: float | None = None
+    min_rank_spearman: float | None = None
+    min_ndcg10_ratio: float | None = None
 
-    def failures(self, fidelity: Fidelity) -> list[str]:
+    @property
+    def ranked(self) -> bool:
+        """Whether this gate judges the ranking set (and the export must score it)."""
+        return self.min_rank_spearman is not None or self.min_ndcg10_ratio is not None
+
+    def failures(self, fidelity: Fidelity, ranking: RankingFidelity | None = None) -> list[str]:
         problems = []
         if self.max_abs_diff is not None and fidelity.max_abs_diff > self.max_abs_diff:
             problems.append(f"max |diff| {fidelity.max_abs_diff:.3g} > {self.max_abs_diff:g}")
         if self.min_spearman is not None and fidelity.spearman < self.min_spearman:
-            problems.append(f"Spearman {fidelity.spearman:.4f} < {self.min_spearman:g}")
+            problems.append(f"Spearman {fidelity.spearman:.4f} < {self.min_spearman:g} on the probe pairs")
+        if ranking is not None:
+            if self.min_rank_spearman is not None and ranking.spearman_mean < self.min_rank_spearman:
+                problems.append(f"mean per-query Spearman {ranking.spearman_mean:.4f} (min "
+                                f"{ranking.spearman_min:.4f}) < {self.min_rank_spearman:g} on the ranking set")
+            if self.min_ndcg10_ratio is not None and ranking.ndcg10_ratio < self.min_ndcg10_ratio:
+                problems.append(f"NDCG@10 ratio {ranking.ndcg10_ratio:.4f} < {self.min_ndcg10_ratio:g} "
+                                "on the ranking set")
         return problems

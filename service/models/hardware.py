@@ -34,3 +34,43 @@ def has_bf16() -> bool:
     """AVX512_BF16 or AMX: the CPUs on which OpenVINO runs bf16 natively."""
     flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# the instruction sets the engines' speed and the lossy variants depend on
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+             "amx_int8", "amx_bf16")
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def isa_flags() -> list[str]:
+    flags = cpu_flags()
+    return [flag for flag in ISA_FLAGS if flag in flags]
+
+
+def cpu_class() -> str:
+    """A short name for the CPU class a figure holds on, e.g. "avx512-vnni-bf16" or "avx2"."""
+    flags = set(isa_flags())
+    if "amx_tile" in flags:
+        return "amx"
+    if "avx512f" in flags:
+        return "avx512" + ("-vnni" if "avx512_vnni" in flags else "") + ("-bf16" if "avx512_bf16" in flags else "")
+    if "avx2" in flags:
+        return "avx2" + ("-vnni" if "avx_vnni" in flags else "")
+    return platform.machine().lower() or "unknown"
+
+
+def machine() -> dict[str, object]:
+    """What a measured figure depends on: the CPU, its instruction sets and its cores."""
+    return {"cpu": cpu_model(), "class": cpu_class(), "flags": isa_flags(), "cores": physical_cores(),
+            "arch": platform.machine()}

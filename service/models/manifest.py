@@ -23,10 +23,11 @@ class Manifest:
     num_labels: int
     activation: str
     export_seconds: float
-    parity: dict[str, Any]
+    parity: dict[str, Any]  # probe pairs against the PyTorch reference
     versions: dict[str, str]
     precision: str = "fp32"  # what the engine should compute in (bf16 variants reuse fp32 weights)
     extra: dict[str, Any] = field(default_factory=dict)
+    ranking: dict[str, Any] = field(default_factory=dict)  # the ranking set against the fp32 export
     complete: bool = True
 
     def write(self, path: Path) -> None:
