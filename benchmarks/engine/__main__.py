@@ -1,15 +1,18 @@
 """`python -m benchmarks.engine`: every engine attempt against CrossEncoder.predict, same run.
 
-Attempts are interleaved round by round with the baseline, and each attempt's ratio is the median
-of its per-round ratios, so load from other processes on the machine moves both sides together.
+Runs on any x86 CPU: a variant this CPU cannot run is skipped and the report says why. predict is
+timed twice: first in a fresh process of its own (nothing else loaded), then in this process,
+interleaved round by round with the attempts. "x predict" divides by the faster of the two;
+"in-process" is the median of per-round ratios, where load from other processes moves both sides
+together. The report is named by the CPU class it was measured on.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -17,18 +20,24 @@ from pathlib import Path
 from benchmarks.engine import report
 from benchmarks.engine.attempts import (
     ATTEMPTS,
+    AUTO,
     Attempt,
     baseline_scorer,
     engine_scorer,
+    gate_row,
     service_scorer,
     variants_needed,
 )
+from benchmarks.engine.baseline import clean_baseline
 from benchmarks.engine.evaluation import Scorer, compare, reference_scores
 from benchmarks.models import build_minilm_cross_encoder
 from xscore.service.models.corpus import rerank_workload
+from xscore.service.models.engines import EngineOptions
 from xscore.service.models.export import export
-from xscore.service.models.hardware import physical_cores
-from xscore.service.models.ranking import ranking_set
+from xscore.service.models.fidelity import Fidelity
+from xscore.service.models.hardware import cpu_class, machine, physical_cores
+from xscore.service.models.ranking import RankingFidelity, ranking_set
+from xscore.service.models.selection import Decision, decide
 
 log = logging.getLogger("benchmarks.engine")
 
@@ -60,12 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     attempts = [a for a in ATTEMPTS if not args.only or args.only in a.label]
     attempts = [a if a.backend == "torch" else Attempt(a.backend, a.variant, a.budget, a.hint, a.streams,
                                                        args.threads) for a in attempts]
+    skipped = {}
+    for attempt in attempts:
+        reason = None if attempt.variant == AUTO else gate_row(attempt.variant).unavailable()
+        if reason:
+            skipped[attempt.label] = reason
+            log.warning("skipping %s: %s", attempt.label, reason)
+    attempts = [attempt for attempt in attempts if attempt.label not in skipped]
+
+    # before this process loads any engine: predict alone in a fresh interpreter
+    log.info("clean-process baseline: CrossEncoder.predict in a process of its own")
+    clean = clean_baseline(model_dir, args.passages, args.rounds, args.threads)
     exports = export(str(model_dir), variants_needed(attempts), root=args.cache)
+    exports = {name.removesuffix("-bench"): result for name, result in exports.items()}
+    decision = None
+    if any(attempt.variant == AUTO for attempt in attempts):
+        decision = decide(str(model_dir), name="bench", device="cpu", options=EngineOptions(threads=args.threads),
+                          root=args.cache)
     baseline_attempt = Attempt("torch", "fp32", None, threads=args.threads)
     baseline = baseline_scorer(model_dir, args.threads)
-    scorers: dict[Attempt, Scorer] = {attempt: _scorer(attempt, model_dir, exports) for attempt in attempts}
+    scorers: dict[Attempt, Scorer] = {attempt: _scorer(attempt, model_dir, exports, args.cache)
+                                      for attempt in attempts}
 
-    log.info("fidelity on the evaluation set")
+    log.info("fidelity on the ranking set")
     evaluation = ranking_set()
     references = reference_scores(baseline, evaluation)
     fidelity = {baseline_attempt.fidelity_key: compare(baseline, evaluation, references)}
@@ -87,44 +113,67 @@ def main(argv: list[str] | None = None) -> int:
             ratios[attempt].append(rate / base)
         log.info("round %d/%d done (baseline %.1f pairs/s, load %s)", round_index + 1, args.rounds, base, _load())
 
+    in_process = statistics.median(rates[baseline_attempt])
+    # ratios use the faster of the two baselines: the clean one where this process slowed predict
+    faster = max(in_process, clean.get("median", 0.0))
     # onnxruntime fp32 slows less than torch when other processes load the machine, so a ratio
     # against it, measured in the same rounds, is the steadier one to compare across runs
     anchor = next((a for a in everyone if (a.backend, a.variant) == ("onnxruntime", "fp32")), None)
     rows = []
     for attempt in everyone:
+        ranking = fidelity[attempt.fidelity_key]
         rows.append({
             "label": attempt.label, "backend": attempt.backend, "variant": attempt.variant,
+            "served": f"{decision.variant} on {decision.engine}" if attempt.variant == AUTO and decision else None,
             "budget": attempt.budget, "hint": attempt.hint, "streams": attempt.streams,
             "threads": attempt.threads,
-            "pairs_per_s": statistics.median(rates[attempt]), "ratio": statistics.median(ratios[attempt]),
+            "pairs_per_s": statistics.median(rates[attempt]),
+            "ratio": statistics.median(rates[attempt]) / faster,
+            "ratio_in_process": statistics.median(ratios[attempt]),
             "ratios_per_round": [round(r, 3) for r in ratios[attempt]],
             "ratio_vs_onnxruntime_fp32": statistics.median(
                 [a / b for a, b in zip(rates[attempt], rates[anchor])]) if anchor else None,
-            "fidelity": fidelity[attempt.fidelity_key].as_dict(),
-            "probe_parity": exports[attempt.variant].manifest.parity if attempt.backend != "torch" else None,
+            "fidelity": ranking.as_dict(),
+            "probe_parity": exports[attempt.variant].manifest.parity if attempt.variant in exports else None,
+            "gate": _gate(attempt, exports, ranking, decision),
             "baseline": attempt is baseline_attempt,
         })
     results = {
         "environment": {
             "workload": f"1 query x {len(passages)} stdlib passages of 60-300 tokens, tokenization included",
             "model": str(model_dir), "rounds": args.rounds,
-            "evaluation": f"{len(evaluation)} queries x {len(evaluation[0].candidates)} candidates (stdlib corpus)",
-            "machine": f"{platform.machine()}, {physical_cores()} cores, {platform.processor() or 'cpu'}",
+            "evaluation": f"{len(evaluation)} queries x {len(evaluation[0].candidates)} candidates "
+                          "(held-out stdlib corpus: the export's ranking set)",
+            "machine": machine(),
+            "baselines": {"clean_process": clean, "in_process": in_process, "used": faster},
+            "skipped": skipped,
+            "auto": dataclasses.asdict(decision) if decision else None,
             "load_before": load_before, "load_after": _load(),
         },
         "attempts": rows,
     }
-    for path in report.write(results, args.output):
+    for path in report.write(results, args.output, stem=f"engine-{cpu_class()}"):
         log.info("wrote %s", path)
     print(report.markdown(results))
     return 0
 
 
-def _scorer(attempt: Attempt, model_dir: Path, exports: dict) -> Scorer:
+def _gate(attempt: Attempt, exports: dict, ranking: RankingFidelity, decision: Decision | None) -> str:
+    """Whether this attempt's variant passes the gate the export judges it by, and if not, why."""
+    if attempt.backend == "torch":
+        return "reference"
+    if attempt.variant == AUTO:
+        return "passed (served by auto)" if decision else "-"
+    probe = exports[attempt.variant].manifest.parity
+    problems = gate_row(attempt.variant).gate.failures(Fidelity(**probe), ranking)
+    return "passes" if not problems else "fails: " + "; ".join(problems)
+
+
+def _scorer(attempt: Attempt, model_dir: Path, exports: dict, cache: Path) -> Scorer:
     if attempt.backend == "torch":
         return baseline_scorer(model_dir, attempt.threads)
     if attempt.backend == "service":
-        return service_scorer(attempt, exports[attempt.variant])
+        return service_scorer(attempt, exports.get(attempt.variant), model_dir, cache)
     return engine_scorer(attempt, exports[attempt.variant])
 
 

@@ -18,28 +18,46 @@ def write(results: dict[str, Any], directory: Path, stem: str = "engine") -> lis
 
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
+    cpu = env["machine"]
+    baselines = env["baselines"]
+    clean = baselines["clean_process"]
+    clean_text = f"{clean['median']:.1f} pairs/s" if "median" in clean else f"could not run ({clean.get('error')})"
     lines = [
-        "# Engine benchmark",
+        f"# Engine benchmark: {cpu['class']}",
         "",
-        f"{env['workload']}; {env['model']}; ratios are medians of per-round ratios against the "
-        f"baseline measured in the same round ({env['rounds']} rounds, attempts interleaved). "
-        f"Fidelity against the torch fp32 reference on {env['evaluation']}.",
-        f"Machine: {env['machine']}; load average before {env['load_before']}, after {env['load_after']}.",
+        f"Machine: {cpu['cpu']}, {cpu['cores']} cores, class **{cpu['class']}** (flags: {', '.join(cpu['flags'])}); "
+        f"load average before {env['load_before']}, after {env['load_after']}.",
         "",
-        "| backend | variant | batching | threads/streams | pairs/s | x predict | x ORT fp32 | Spearman mean (min) "
-        "| NDCG@10 ratio | top-10 agreement | max abs diff (logit) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"{env['workload']}; {env['model']}; {env['rounds']} rounds, attempts interleaved with the "
+        "in-process baseline. Fidelity against the torch fp32 reference on "
+        f"{env['evaluation']}; the gate column applies the export's bars to it.",
+        "",
+        f"Baselines (CrossEncoder.predict, torch fp32): clean process {clean_text}, in this process "
+        f"{baselines['in_process']:.1f} pairs/s. \"x predict\" divides by the faster, "
+        f"{baselines['used']:.1f} pairs/s; \"in-process\" is the median of per-round ratios.",
+        "",
+    ]
+    if env.get("auto"):
+        auto = env["auto"]
+        lines += [f"`--variant auto` here serves **{auto['variant']} on {auto['engine']}**: {auto['reason']}.", ""]
+    for label, reason in env.get("skipped", {}).items():
+        lines.append(f"- skipped {label}: {reason}")
+    if env.get("skipped"):
+        lines.append("")
+    lines += [
+        "| attempt | pairs/s | x predict | in-process | x ORT fp32 | Spearman mean (min) | NDCG@10 ratio "
+        "| top-10 agreement | max abs diff (logit) | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["attempts"]:
         fidelity = row["fidelity"]
-        batching = "batches of 32, sorted" if row["budget"] is None else f"{row['budget']} tokens, sorted"
-        shape = f"{row['hint']} {row['streams']} stream(s), {row['threads']} threads" \
-            if row["backend"] == "openvino" else f"{row['threads']} threads"
+        label = row["label"] + (f" ({row['served']})" if row.get("served") else "")
         lines.append(
-            f"| {row['backend']} | {row['variant']} | {batching} | {shape} | {row['pairs_per_s']:.1f} "
-            f"| {row['ratio']:.2f} | {_optional(row.get('ratio_vs_onnxruntime_fp32'))} | {fidelity['spearman_mean']:.4f} ({fidelity['spearman_min']:.4f}) "
+            f"| {label} | {row['pairs_per_s']:.1f} | {row['ratio']:.2f} | {row['ratio_in_process']:.2f} "
+            f"| {_optional(row.get('ratio_vs_onnxruntime_fp32'))} "
+            f"| {fidelity['spearman_mean']:.4f} ({fidelity['spearman_min']:.4f}) "
             f"| {100 * fidelity['ndcg10_ratio']:.2f}% | {fidelity['top10_agreement']:.3f} "
-            f"| {fidelity['max_abs_diff']:.3g} |"
+            f"| {fidelity['max_abs_diff']:.3g} | {row['gate']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -62,7 +80,8 @@ def _chart(results: dict[str, Any], path: Path) -> Path | None:
     figure, axes = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.2))
     axes.barh(labels[::-1], ratios[::-1], color="#4a7fb5")
     axes.axvline(1.0, color="grey", linewidth=0.8)
-    axes.set_xlabel("pairs/s ratio vs sentence-transformers CrossEncoder.predict (torch fp32)")
+    axes.set_xlabel("pairs/s ratio vs sentence-transformers CrossEncoder.predict (torch fp32), "
+                    f"{results['environment']['machine']['class']}")
     for y, value in enumerate(ratios[::-1]):
         axes.text(value, y, f" {value:.2f}x", va="center", fontsize=8)
     figure.tight_layout()
