@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=physical_cores())
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--only", help="run only attempts whose label contains this text")
+    parser.add_argument("--tag", help="suffix of the report's name (engine-<cpu class>-<tag>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     load_before = _load()
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "attempts": rows,
     }
-    for path in report.write(results, args.output, stem=f"engine-{cpu_class()}"):
+    for path in report.write(results, args.output, stem="-".join(["engine", cpu_class(), *([args.tag] if args.tag else [])])):
         log.info("wrote %s", path)
     print(report.markdown(results))
     return 0

@@ -189,11 +189,15 @@ def _measure(candidates: list[tuple[Trial, Manifest]], device: str, options: Eng
     def load(index: int) -> Engine | None:
         trial, manifest = candidates[index]
         try:
-            return create_engine(Path(trial.directory), manifest, engine=trial.engine or "auto", device=device,
+            made = create_engine(Path(trial.directory), manifest, engine=trial.engine or "auto", device=device,
                                  options=options)
         except XscoreError as exc:
             trial.status, trial.reason = "failed", exc.message
             return None
+        if made.name != trial.engine:  # the engine could not load the graph and handed it on
+            trial.status, trial.reason = "failed", f"{trial.engine} could not load it ({made.name} took over)"
+            return None
+        return made
 
     def timed(engine: Engine, count: int) -> float:
         started = time.perf_counter()
