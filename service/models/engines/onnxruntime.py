@@ -16,7 +16,7 @@ from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 
-# Measured on 2-core Zen 4, AVX-512 VNNI + BF16 (benchmarks/results/engine.md): 4096 padded tokens beat 8192 and batches of 32.
+# Measured on 2-core Zen 4, AVX-512 VNNI + BF16 (benchmarks/results/engine-avx512-vnni-bf16.md): 4096 padded tokens beat 8192 and batches of 32.
 CPU_MAX_BATCH_TOKENS = 4096
 CUDA_MAX_BATCH_TOKENS = 16384
 

@@ -1,7 +1,9 @@
 """OpenVINO backend (x86 CPUs): reads the same ONNX export, runs f32, bf16 or int8.
 
-On 2 Zen 4 cores (AVX-512 VNNI + BF16) it measured 1.23x (f32), 2.08x (bf16) and 2.80x (NNCF
-int8) the throughput of onnxruntime fp32, the fastest CPU engine tried (benchmarks/results/engine.md).
+On 2 Zen 4 cores (AVX-512 VNNI + BF16) it measured 1.22x (f32), 2.17x (bf16) and 3.00x (NNCF
+int8) the throughput of onnxruntime fp32 (benchmarks/results/engine-avx512-vnni-bf16.md). Other
+CPU classes differ (AVX2-only CPUs have been reported where onnxruntime fp32 is faster), which is
+why `--variant auto` times the engines on the machine it runs on.
 `openvino` is imported lazily so that a machine without it still imports this package.
 """
 
@@ -21,7 +23,7 @@ from xscore.service.models.tokenization import EncodedBatch
 
 log = logging.getLogger(__name__)
 
-# Measured (benchmarks/results/engine.md): OpenVINO is fastest at 1536-2048
+# Measured (benchmarks/results/engine-avx512-vnni-bf16.md): OpenVINO is fastest at 1536-2048
 # padded tokens per batch on 2 Zen 4 cores (AVX-512 VNNI + BF16); 4096 lost 10-15%, 8192 more.
 CPU_MAX_BATCH_TOKENS = 2048
 
