@@ -4,8 +4,8 @@ served (a lossy one only with a real gain), and the decision remembered per mach
 from __future__ import annotations
 
 import json
-import shutil
 import logging
+import shutil
 import subprocess
 import sys
 
@@ -46,7 +46,7 @@ def test_auto_times_every_passing_candidate_and_serves_the_fastest(minilm_decisi
     pairs = {(t.variant, t.engine) for t in measured}
     assert ("fp32", "openvino") in pairs and ("fp32", "onnxruntime") in pairs  # both engines run fp32 here
     assert all(t.pairs_per_s > 0 and t.directory for t in measured)
-    assert {t.variant for t in decision.trials} >= {"int8", "fp32"} | (
+    assert {t.variant for t in decision.trials} >= {"int8", "int8w", "fp32"} | (
         {"bf16"} if BY_NAME["bf16"].unavailable() is None else set())
     refused = [t for t in decision.trials if t.status == "refused"]
     assert all(t.reason for t in refused)

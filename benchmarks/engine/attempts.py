@@ -91,10 +91,12 @@ ATTEMPTS: list[Attempt] = [
     Attempt("openvino", "int8", 2048),
     Attempt("openvino", "int8", 4096),
     Attempt("openvino", "int8", 2048, hint="THROUGHPUT", streams=2),
+    Attempt("openvino", "int8w", 2048),
     # the target is measured here: through `xscore serve`, one gRPC client
     Attempt("service", "fp32", 2048),
     Attempt("service", "bf16", 2048),
     Attempt("service", "int8", 2048),
+    Attempt("service", "int8w", 2048),
     Attempt("service", AUTO, None),
 ]
 

@@ -1,4 +1,4 @@
-"""Real English text every machine with Python has: the standard library's docstrings.
+"""Real English text: the Python standard library's docstrings, as a committed snapshot.
 
 A fresh machine needs no download for any of the text the exporter and the benchmarks use. The
 docstrings are split once, by a fixed rule, into two disjoint parts: the int8 calibration draws
@@ -8,10 +8,14 @@ evaluation) from the second, so a quantizer is never judged on text it was calib
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import inspect
+import json
 import random
+import sys
 from functools import cache
+from pathlib import Path
 
 _MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "csv", "dataclasses", "datetime",
             "decimal", "email", "functools", "http.client", "http.server", "inspect", "json", "logging",
@@ -23,17 +27,35 @@ _MODULES = ("argparse", "asyncio", "collections", "concurrent.futures", "csv", "
 HELD_OUT_EVERY = 4
 
 
+DATA_FILE = Path(__file__).with_name("stdlib_docstrings.json.gz")
+
+
 @cache
 def docstrings() -> tuple[tuple[str, str], ...]:
-    """(summary line, whole docstring) for public stdlib objects, in a fixed order."""
+    """(summary line, whole docstring) for public stdlib objects, in a fixed order.
+
+    Read from the committed snapshot, not from the running interpreter: docstrings change
+    between Python releases, and libraries replace some stdlib names at import (torch wraps
+    `inspect.getfile`), so collecting them live would move the gate set and the calibration
+    with the Python version and with what the process imported first."""
+    with gzip.open(DATA_FILE, "rt", encoding="utf-8") as data:
+        return tuple((summary, text) for summary, text in json.load(data))
+
+
+def collect() -> list[tuple[str, str]]:
+    """The snapshot's contents, from this interpreter (run in a fresh one: `python -m
+    xscore.service.models.corpus`)."""
     seen: set[str] = set()
     found = []
     for module_name in _MODULES:
         module = importlib.import_module(module_name)
-        for name, obj in sorted(vars(module).items()):
-            # a submodule is an attribute only once something imported it: skipped, so the
-            # corpus does not depend on what else the process has loaded
-            if name.startswith("_") or inspect.ismodule(obj):
+        # a module's public names, not its attributes: a submodule, or a name a module's
+        # `__getattr__` imports lazily (concurrent.futures' executors), is an attribute only once
+        # something has touched it
+        names = getattr(module, "__all__", None) or [name for name in vars(module) if not name.startswith("_")]
+        for name in sorted(names):
+            obj = getattr(module, name, None)
+            if name.startswith("_") or obj is None or inspect.ismodule(obj):
                 continue
             doc = inspect.getdoc(obj)
             if not doc or doc in seen:
@@ -41,7 +63,7 @@ def docstrings() -> tuple[tuple[str, str], ...]:
             seen.add(doc)
             summary = doc.strip().splitlines()[0].strip()
             found.append((summary, " ".join(doc.split())))
-    return tuple(found)
+    return found
 
 
 def calibration_docstrings() -> tuple[tuple[str, str], ...]:
@@ -74,6 +96,20 @@ def queries(count: int, seed: int = 0) -> list[str]:
 def rerank_workload(documents: int = 128, seed: int = 0) -> tuple[str, list[str]]:
     """One query and its candidate passages: the shape of a reranking request."""
     return queries(1, seed)[0], passages(documents, seed)
+
+
+def main() -> int:
+    """Rewrite the snapshot from this interpreter (changes calibration and gates: bump the
+    cache's RECIPE_VERSION with it)."""
+    found = collect()
+    with gzip.GzipFile(DATA_FILE, "wb", mtime=0) as raw:
+        raw.write(json.dumps(found, ensure_ascii=False, indent=0).encode("utf-8"))
+    print(f"wrote {len(found)} docstrings from Python {sys.version.split()[0]} to {DATA_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 __all__ = ["calibration_docstrings", "docstrings", "held_out_docstrings", "passages", "queries",

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,9 +79,10 @@ class Decision:
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(path.name + ".tmp")
-        scratch.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        scratch.replace(path)
+        # two processes deciding at once each write a whole file; the last rename wins
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as scratch:
+            scratch.write(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        Path(scratch.name).replace(path)
 
     @classmethod
     def read(cls, path: Path) -> Decision | None:
