@@ -23,6 +23,7 @@ from benchmarks.engine.attempts import (
     AUTO,
     Attempt,
     baseline_scorer,
+    close_all,
     engine_scorer,
     gate_row,
     service_scorer,
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "attempts": rows,
     }
+    close_all()
     for path in report.write(results, args.output, stem="-".join(["engine", cpu_class(), *([args.tag] if args.tag else [])])):
         log.info("wrote %s", path)
     print(report.markdown(results))

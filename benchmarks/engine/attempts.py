@@ -29,6 +29,14 @@ from xscore.service.models.variants import BY_NAME, Variant, build_ort_dynamic_i
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.blocking import BlockingScorer
 
+CLOSERS: list = []  # what `close_all` stops: every BlockingScorer an attempt started
+
+
+def close_all() -> None:
+    while CLOSERS:
+        CLOSERS.pop()()
+
+
 # onnxruntime's dynamic int8, kept beside NNCF's int8 as the comparison it replaced
 ORT_INT8 = "int8-ortdyn"
 AUTO = "auto"  # the service attempt that serves whatever `--variant auto` chose here
@@ -122,7 +130,9 @@ def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
         engine = OnnxRuntimeEngine(path, precision=precision, options=EngineOptions(threads=attempt.threads))
     model = LoadedModel.load(attempt.label, exported.path, engine)
     scorer = BlockingScorer(model, batching=BatcherConfig(max_batch_tokens=attempt.budget))
-    atexit.register(scorer.close)  # stops its batcher before the loop goes away
+    # closed by the benchmark when it is done: at interpreter exit its loop can no longer be
+    # handed work, so an atexit hook would fail
+    CLOSERS.append(scorer.close)
 
     def score(query: str, candidates: Sequence[str]) -> np.ndarray:
         return np.asarray(scorer.score_pairs([query], list(candidates), raw=True).scores, dtype=np.float32)

@@ -212,7 +212,12 @@ def _measure(candidates: list[tuple[Trial, Manifest]], device: str, options: Eng
         engine = load(index)
         if engine is None:
             continue
-        warm[index] = timed(engine, WORKLOAD_PAIRS[0])
+        try:
+            warm[index] = timed(engine, WORKLOAD_PAIRS[0])
+        except Exception as exc:  # noqa: BLE001 - a runtime that fails on this CPU is a candidate less
+            candidates[index][0].status = "failed"
+            candidates[index][0].reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1][:300]}"
+            continue
         if interleave:
             engines[index] = engine
     count = max(WORKLOAD_PAIRS[0], min(WORKLOAD_PAIRS[1], int(min(warm.values(), default=0) * ROUND_SECONDS)))
