@@ -117,10 +117,15 @@ def test_a_lossy_variant_must_beat_exact_by_the_margin():
     assert _choose([exact, faster_exact, _trial("bf16", "openvino", 110.0)])[0] is faster_exact
 
 
-def test_without_the_export_extra_auto_chooses_among_what_is_exported(minilm_exports, minilm_model_dir, tmp_path):
+def test_without_the_export_extra_auto_chooses_among_what_is_exported_here(minilm_exports, minilm_model_dir, tmp_path):
     fp32 = minilm_exports["fp32"].path
-    only_fp32 = tmp_path / fp32.parent.name / fp32.name
-    shutil.copytree(fp32, only_fp32)
+    shutil.copytree(fp32, tmp_path / fp32.parent.name / fp32.name)
+    # an int8 gated on another CPU class: its figures do not hold here
+    elsewhere = tmp_path / fp32.parent.name / "int8-elsewhere"
+    shutil.copytree(minilm_exports["int8"].path, elsewhere)
+    manifest = json.loads((elsewhere / "manifest.json").read_text())
+    manifest["versions"]["cpu"] = "another-class"
+    (elsewhere / "manifest.json").write_text(json.dumps(manifest))
     script = (
         "import sys, logging; sys.modules['torch'] = None; sys.modules['optimum'] = None\n"
         "logging.basicConfig(level=logging.INFO)\n"
@@ -128,9 +133,11 @@ def test_without_the_export_extra_auto_chooses_among_what_is_exported(minilm_exp
         "from xscore.service.models.selection import decide\n"
         f"d = decide({str(minilm_model_dir)!r}, name='m', device='cpu', progress=False, root=Path({str(tmp_path)!r}))\n"
         "print(d.variant, d.engine)\n"
+        "print([t.reason for t in d.trials if t.variant == 'int8'][0])\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "fp32"
+    assert "variant int8 was gated on CPU class another-class, not this one" in done.stdout
     assert "variant auto for m: choosing among the exported variants only: exporting a model needs the export extra" \
         in done.stderr

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+from xscore.service.models.hardware import cpu_class
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.sources import ModelSource
 
@@ -31,7 +32,10 @@ def cache_root() -> Path:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"recipe": RECIPE_VERSION}
+    """What an entry's artifacts and figures depend on: the recipe, the libraries, and the CPU
+    class its fidelity was measured on (int8 kernels round differently with and without VNNI, so
+    a gate passed on one class says nothing about another)."""
+    versions = {"recipe": RECIPE_VERSION, "cpu": cpu_class()}
     for name in _VERSIONED:
         try:
             versions[name] = metadata.version(name)

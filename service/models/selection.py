@@ -32,7 +32,7 @@ from xscore.service.models.engines import (
     resolve_device,
 )
 from xscore.service.models.engines.base import Engine
-from xscore.service.models.hardware import machine
+from xscore.service.models.hardware import cpu_class, machine
 from xscore.service.models.manifest import Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.tokenization import PairTokenizer
@@ -128,11 +128,20 @@ def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: 
     except XscoreError as exc:
         # e.g. a serving install without the export extra: choose among what is already exported
         found = {row.name: find_exported(spec, row.name, root=root) for row in rows}
+        refused = {}
+        for row in rows:
+            directory = found[row.name]
+            measured_on = Manifest.read(directory / "manifest.json").versions.get("cpu") if directory else None
+            if directory is not None and row.gate.ranked and measured_on != cpu_class():
+                # a lossy variant's gate holds for the CPU class it was measured on only
+                refused[row.name] = model_error(f"variant {row.name} was gated on CPU class {measured_on}, "
+                                                f"not this one ({cpu_class()}); export it here to serve it")
+                found[row.name] = None
         exported = {variant: directory for variant, directory in found.items() if directory is not None}
         if not exported:
             raise
         log.warning("variant auto for %s: choosing among the exported variants only: %s", name, exc.message)
-        refused = {row.name: exc for row in rows if row.name not in exported}
+        refused.update({row.name: exc for row in rows if row.name not in exported and row.name not in refused})
     trials += [Trial(variant, None, "refused", reason=exc.message, parity=exc.details.get("parity", {}),
                      ranking=exc.details.get("ranking", {})) for variant, exc in refused.items()]
     candidates: list[tuple[Trial, Manifest]] = []
