@@ -46,8 +46,11 @@ def run_list(args: argparse.Namespace) -> int:
                 entries.append({"source": manifest.source, "variant": manifest.variant,
                                 "path": str(manifest_path.parent), "parity": manifest.parity,
                                 "ranking": manifest.ranking})
-        decisions = [decision for path in sorted(model_dir.glob("auto-*.json"))
-                     if (decision := Decision.read(path)) is not None]
+        # a decision whose served export is gone (other library versions, a cleaned cache) is
+        # history, not what auto serves: the next start decides again
+        decisions = [decision for path in sorted(model_dir.glob("auto-*.json"), key=lambda p: p.stat().st_mtime)
+                     if (decision := Decision.read(path)) is not None
+                     and cache.load_complete(Path(decision.directory)) is not None]
         if entries or decisions:
             source = entries[0]["source"] if entries else decisions[0].model
             models[str(model_dir)] = {"source": source, "variants": entries,
