@@ -79,6 +79,16 @@ def any_complete(root: Path, source: ModelSource, variant: str) -> Path | None:
     return None
 
 
+def gated_elsewhere(manifest: Manifest, variant: str) -> str | None:
+    """Why the lossy `variant` in this entry does not hold here (its gate ran on another CPU
+    class), or None. fp32 is exact on every class."""
+    measured_on = manifest.versions.get("cpu")
+    if manifest.precision == "fp32" or measured_on == cpu_class():
+        return None
+    return (f"variant {variant} was gated on CPU class {measured_on}, not this one ({cpu_class()}); "
+            "export it here to serve it")
+
+
 def refusal_path(entry: Path) -> Path:
     return entry.with_name(entry.name + ".refused.json")
 

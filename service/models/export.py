@@ -35,7 +35,7 @@ from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.prompts import CONFIG_KEY as PROMPT_CONFIG_KEY
 from xscore.service.models.prompts import PromptProfile, prompt_profile
-from xscore.service.models.ranking import Query, RankingFidelity, ranking_fidelity, ranking_set
+from xscore.service.models.ranking import RankingFidelity, ranking_fidelity, ranking_set
 from xscore.service.models.sources import (
     ModelSource,
     is_sequence_classifier,
@@ -143,7 +143,7 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
-        ranking = _RankingCheck.prepare(staging / ONNX_NAME, tokenizer, activation) \
+        ranking = _RankingCheck(staging / ONNX_NAME, tokenizer, activation) \
             if any(row.gate.ranked for row in rows) else None
         context = _BuildContext(source, staging, tokenizer, pairs, reference, config, activation, ranking,
                                 versions, started)
@@ -253,23 +253,16 @@ RANKING_SET_SHAPE = "8 queries x 50 candidates"
 class _RankingCheck:
     """The ranking set, encoded once, with the fp32 export's raw scores as the reference."""
 
-    def __init__(self, queries: list[Query], pairs: list[EncodedPair], pad_id: int, activation: Activation,
-                 reference: list[np.ndarray]) -> None:
-        self._queries, self._pairs, self._pad_id = queries, pairs, pad_id
-        self._activation, self._reference = activation, reference
-
-    @classmethod
-    def prepare(cls, fp32_onnx: Path, tokenizer: PairTokenizer, activation: Activation) -> _RankingCheck:
+    def __init__(self, fp32_onnx: Path, tokenizer: PairTokenizer, activation: Activation) -> None:
         from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
 
-        queries = ranking_set()
-        pairs = tokenizer.encode([q.text for q in queries for _ in q.candidates],
-                                 [c for q in queries for c in q.candidates], truncate=True)
-        check = cls(queries, pairs, tokenizer.pad_id, activation, [])
+        self._queries = ranking_set()
+        self._pairs = tokenizer.encode([q.text for q in self._queries for _ in q.candidates],
+                                       [c for q in self._queries for c in q.candidates], truncate=True)
+        self._pad_id, self._activation = tokenizer.pad_id, activation
         # the fp32 export on onnxruntime's CPU provider: exact to the PyTorch model (the fp32
         # gate), and present on every install
-        check._reference = check._split(OnnxRuntimeEngine(fp32_onnx, device="cpu"))
-        return check
+        self._reference = self._split(OnnxRuntimeEngine(fp32_onnx, device="cpu"))
 
     def _split(self, engine: Engine) -> list[np.ndarray]:
         raw = self._activation.raw(run_planned(engine.run, self._pairs, self._pad_id, PARITY_BATCH_TOKENS))

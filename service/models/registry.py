@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from xscore.api.errors import model_error
+from xscore.api.errors import XscoreError, model_error
 from xscore.service.models import cache, selection, variants
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.export import export, find_exported
@@ -80,6 +80,12 @@ def _exported_dir(source: str, variant: str, progress: bool) -> Path:
             raise model_error(f"{path} holds an incomplete or corrupt export; export it again")
         return path
     found = find_exported(source, variant)
-    if found is not None:
+    elsewhere = cache.gated_elsewhere(Manifest.read(found / MANIFEST_NAME), variant) if found is not None else None
+    if found is not None and elsewhere is None:
         return found
-    return export(source, [variant], progress=progress)[variant].path
+    try:
+        return export(source, [variant], progress=progress)[variant].path
+    except XscoreError as exc:
+        if elsewhere is None:
+            raise
+        raise model_error(f"{elsewhere}; {exc.message}") from exc

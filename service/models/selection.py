@@ -32,8 +32,8 @@ from xscore.service.models.engines import (
     resolve_device,
 )
 from xscore.service.models.engines.base import Engine
-from xscore.service.models.hardware import cpu_class, machine
-from xscore.service.models.manifest import Manifest
+from xscore.service.models.hardware import machine
+from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.tokenization import PairTokenizer
 
@@ -121,7 +121,6 @@ def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: 
     rows = [variants.BY_NAME[variant] for variant in variants.candidates(resolved, engine)]
     if not rows:
         raise model_error(f"no variant runs on {resolved} with engine {engine}")
-    trials: list[Trial] = []
     try:
         built, refused = export_each(spec, rows, root=root, progress=progress)
         exported = {variant: result.path for variant, result in built.items()}
@@ -131,24 +130,22 @@ def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: 
         refused = {}
         for row in rows:
             directory = found[row.name]
-            measured_on = Manifest.read(directory / "manifest.json").versions.get("cpu") if directory else None
-            if directory is not None and row.gate.ranked and measured_on != cpu_class():
-                # a lossy variant's gate holds for the CPU class it was measured on only
-                refused[row.name] = model_error(f"variant {row.name} was gated on CPU class {measured_on}, "
-                                                f"not this one ({cpu_class()}); export it here to serve it")
+            reason = cache.gated_elsewhere(Manifest.read(directory / MANIFEST_NAME), row.name) if directory else None
+            if reason is not None:
+                refused[row.name] = model_error(reason)
                 found[row.name] = None
         exported = {variant: directory for variant, directory in found.items() if directory is not None}
         if not exported:
             raise
         log.warning("variant auto for %s: choosing among the exported variants only: %s", name, exc.message)
         refused.update({row.name: exc for row in rows if row.name not in exported and row.name not in refused})
-    trials += [Trial(variant, None, "refused", reason=exc.message, parity=exc.details.get("parity", {}),
+    trials = [Trial(variant, None, "refused", reason=exc.message, parity=exc.details.get("parity", {}),
                      ranking=exc.details.get("ranking", {})) for variant, exc in refused.items()]
     candidates: list[tuple[Trial, Manifest]] = []
     for row in rows:
         if row.name not in exported:
             continue
-        manifest = Manifest.read(exported[row.name] / "manifest.json")
+        manifest = Manifest.read(exported[row.name] / MANIFEST_NAME)
         for engine_name in _engines_for(manifest, resolved, engine):
             candidates.append((Trial(row.name, engine_name, "measured", parity=manifest.parity,
                                      ranking=manifest.ranking, directory=str(exported[row.name])), manifest))
