@@ -27,6 +27,7 @@ from xscore.api.errors import (
 )
 from xscore.api.schema import (
     Item,
+    LengthPolicy,
     ModelInfo,
     PairsRequest,
     PairsResult,
@@ -63,7 +64,7 @@ def encode_score_request(request: ScoreRequest) -> score_pb2.ScoreRequest:
         model=request.model, query=request.query,
         items=[score_pb2.Item(id=item.id or "", text=item.text) for item in request.items],
         top_k=request.top_k or 0, raw_scores=request.raw_scores, truncate=request.truncate,
-        return_text=request.return_text, instruction=request.instruction)
+        return_text=request.return_text, instruction=request.instruction, lengths=encode_lengths(request.lengths))
 
 
 def decode_score_request(message: score_pb2.ScoreRequest, deadline: float | None = None) -> ScoreRequest:
@@ -77,13 +78,15 @@ def decode_score_request(message: score_pb2.ScoreRequest, deadline: float | None
         return_text=message.return_text,
         deadline=deadline,
         instruction=_instruction(message),
+        lengths=decode_lengths(message.lengths),
     )
 
 
 def encode_pairs_request(request: PairsRequest) -> score_pb2.ScorePairsRequest:
     return score_pb2.ScorePairsRequest(model=request.model, queries=list(request.queries),
                                        documents=list(request.documents), raw_scores=request.raw_scores,
-                                       truncate=request.truncate, instruction=request.instruction)
+                                       truncate=request.truncate, instruction=request.instruction,
+                                       lengths=encode_lengths(request.lengths))
 
 
 def decode_pairs_request(message: score_pb2.ScorePairsRequest, deadline: float | None = None) -> PairsRequest:
@@ -95,7 +98,23 @@ def decode_pairs_request(message: score_pb2.ScorePairsRequest, deadline: float |
         truncate=_truncate(message),
         deadline=deadline,
         instruction=_instruction(message),
+        lengths=decode_lengths(message.lengths),
     )
+
+
+_LENGTH_FIELDS = ("max_tokens_per_doc", "max_tokens_per_query", "long_documents", "chunk_overlap", "aggregate",
+                  "max_chunks_per_doc")
+
+
+def encode_lengths(lengths: LengthPolicy) -> score_pb2.Lengths:
+    """Only the fields the caller set travel: unset ones stay unset, so the server's default applies."""
+    return score_pb2.Lengths(**{name: getattr(lengths, name) for name in _LENGTH_FIELDS
+                                if getattr(lengths, name) is not None})
+
+
+def decode_lengths(message: score_pb2.Lengths) -> LengthPolicy:
+    return LengthPolicy(**{name: getattr(message, name) if message.HasField(name) else None
+                           for name in _LENGTH_FIELDS})
 
 
 def _instruction(message: score_pb2.ScoreRequest | score_pb2.ScorePairsRequest) -> str | None:
@@ -111,11 +130,13 @@ def _truncate(message: score_pb2.ScoreRequest | score_pb2.ScorePairsRequest) -> 
 # -- results -------------------------------------------------------------------------------
 
 def encode_usage(usage: Usage) -> score_pb2.Usage:
-    return score_pb2.Usage(pairs=usage.pairs, tokens=usage.tokens, truncated=usage.truncated)
+    return score_pb2.Usage(pairs=usage.pairs, tokens=usage.tokens, truncated=usage.truncated,
+                           windows=usage.windows, cached=usage.cached)
 
 
 def decode_usage(message: score_pb2.Usage) -> Usage:
-    return Usage(pairs=message.pairs, tokens=message.tokens, truncated=list(message.truncated))
+    return Usage(pairs=message.pairs, tokens=message.tokens, truncated=list(message.truncated),
+                 windows=list(message.windows), cached=message.cached)
 
 
 def encode_timing(timing: Timing) -> score_pb2.Timing:
@@ -209,7 +230,7 @@ def text_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[st
 
 
 __all__ = [
-    "CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "decode_error", "decode_model_info", "decode_pairs_request",
+    "CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "decode_error", "decode_lengths", "encode_lengths", "decode_model_info", "decode_pairs_request",
     "decode_pairs_result", "decode_score_request", "decode_score_result", "decode_timing", "decode_usage",
     "encode_error", "encode_model_info", "encode_pairs_request", "encode_pairs_result", "encode_score_request",
     "encode_score_result", "encode_timing", "encode_usage", "retry_after", "text_metadata",

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from xscore.api import wire
 from xscore.api.errors import ERROR_CODE_METADATA
-from xscore.api.schema import Item, PairsRequest, ScoreRequest
+from xscore.api.schema import Item, LengthPolicy, PairsRequest, ScoreRequest, check_lengths
 from xscore.api.tls import TlsFiles
 from xscore.v1 import score_pb2, score_pb2_grpc
 
@@ -79,12 +79,14 @@ def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: 
 
 def score_request(query: str, items: Sequence[ItemLike], *, model: str = "default", top_k: int = 0,
                   raw_scores: bool = False, truncate: bool | None = None,
-                  return_text: bool = False, instruction: str | None = None) -> score_pb2.ScoreRequest:
-    """A Score message; `truncate=None` leaves the field unset so that the server's default applies."""
+                  return_text: bool = False, instruction: str | None = None,
+                  lengths: LengthPolicy = LengthPolicy()) -> score_pb2.ScoreRequest:
+    """A Score message; `truncate=None` leaves the field unset so that the server's default applies,
+    as do the unset fields of `lengths` (token caps, long-document mode)."""
     request = wire.encode_score_request(ScoreRequest(
         model=model, query=query, items=[_item(item) for item in items], top_k=top_k or None,
         raw_scores=raw_scores, truncate=True if truncate is None else truncate, return_text=return_text,
-        instruction=instruction))
+        instruction=instruction, lengths=check_lengths(lengths)))
     if truncate is None:
         request.ClearField("truncate")
     return request
@@ -92,11 +94,11 @@ def score_request(query: str, items: Sequence[ItemLike], *, model: str = "defaul
 
 def pairs_request(queries: Sequence[str], documents: Sequence[str], *, model: str = "default",
                   raw_scores: bool = False, truncate: bool | None = None,
-                  instruction: str | None = None) -> score_pb2.ScorePairsRequest:
-    """A ScorePairs message; `truncate=None` leaves the field unset, as in `score_request`."""
+                  instruction: str | None = None, lengths: LengthPolicy = LengthPolicy()) -> score_pb2.ScorePairsRequest:
+    """A ScorePairs message; `truncate=None` and unset `lengths` fields as in `score_request`."""
     request = wire.encode_pairs_request(PairsRequest(
         model=model, queries=queries, documents=documents, raw_scores=raw_scores,
-        truncate=True if truncate is None else truncate, instruction=instruction))
+        truncate=True if truncate is None else truncate, instruction=instruction, lengths=check_lengths(lengths)))
     if truncate is None:
         request.ClearField("truncate")
     return request

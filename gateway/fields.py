@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from xscore.api.errors import invalid
+from xscore.api.schema import LengthPolicy
 
 _TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object", list: "an array"}
 
@@ -82,3 +83,16 @@ def string_or_strings(value: Any, path: str) -> list[str]:
         if not isinstance(entry, str):
             raise wrong_type(f"{path}[{index}]", "a string", entry)
     return value
+
+
+def length_policy(fields: Fields) -> LengthPolicy:
+    """The length fields (token caps, long-document mode) where a route carries them; unset: the
+    server's default. Ranges are the scorer's to check, so every transport says the same."""
+    return LengthPolicy(
+        max_tokens_per_doc=fields.integer("max_tokens_per_doc"),
+        max_tokens_per_query=fields.integer("max_tokens_per_query"),
+        long_documents=fields.string("long_documents"),
+        chunk_overlap=fields.integer("chunk_overlap"),
+        aggregate=fields.string("aggregate"),
+        max_chunks_per_doc=fields.integer("max_chunks_per_doc"),
+    )

@@ -24,6 +24,26 @@ _INSTRUCTION = {"type": ["string", "null"],
                                "cross-encoders ignore it"}
 
 
+_LENGTHS: dict[str, Any] = {
+    "max_tokens_per_doc": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "Cut each document to this many tokens before the model's limit applies"},
+    "max_tokens_per_query": {"type": ["integer", "null"], "minimum": 1,
+                             "description": "Cut the query to this many tokens before the model's limit applies"},
+    "long_documents": {"enum": ["truncate", "chunk", None],
+                       "description": "A document over the room the query leaves: cut it (truncate, the default) or "
+                                      "score it in overlapping windows (chunk) and aggregate their scores"},
+    "chunk_overlap": {"type": ["integer", "null"], "minimum": 0, "description": "Tokens neighbouring windows share "
+                                                                               "(default 32)"},
+    "aggregate": {"enum": ["max", "mean", "first", None],
+                  "description": "A chunked document's score from its windows' (default max)"},
+    "max_chunks_per_doc": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "Windows scored per document (default 16); the rest is cut and the "
+                                          "document listed in usage.truncated (a 422 with truncate=false)"},
+}
+_USAGE_WINDOWS = {"type": "array", "items": {"type": "integer"},
+                  "description": "Per document, windows scored (long_documents=chunk only)"}
+
+
 def _content(schema: str, *types: str) -> dict[str, Any]:
     return {media_type: {"schema": _ref(schema)} for media_type in types}
 
@@ -85,6 +105,7 @@ _SCHEMAS: dict[str, Any] = {
             "truncate": {"type": "boolean", "default": True,
                          "description": "false: an over-long pair is a 422 instead of being truncated"},
             "return_text": {"type": "boolean", "default": False},
+            **_LENGTHS,
         },
     },
     "ScoreRequest": {
@@ -113,7 +134,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "pairs": {"type": "integer"},
             "tokens": {"type": "integer"},
-            "truncated": {"type": "array", "items": {"type": "integer"}, "description": "Indices of truncated pairs"},
+            "truncated": {"type": "array", "items": {"type": "integer"},
+                          "description": "Indices of pairs not scored whole (cut by the model's limit or a cap)"},
+            "windows": _USAGE_WINDOWS,
+            "cached": {"type": "integer", "description": "Windows answered without the engine (score cache or a "
+                                                         "duplicate pair)"},
         },
     },
     "ScoreResponse": {
@@ -139,6 +164,7 @@ _SCHEMAS: dict[str, Any] = {
             "use_activation": {"type": "boolean", "default": True},
             "instruction": _INSTRUCTION,
             "truncate": {"type": "boolean", "default": True},
+            **_LENGTHS,
         },
     },
     "VllmScoreResponse": {
@@ -154,7 +180,7 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {"index": {"type": "integer"}, "object": {"const": "score"}, "score": {"type": "number"}},
             }},
             "usage": {"type": "object", "properties": {
-                "prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}},
+                "prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}, "windows": _USAGE_WINDOWS}},
         },
     },
     "RerankRequest": {
@@ -170,6 +196,7 @@ _SCHEMAS: dict[str, Any] = {
             "top_n": {"type": ["integer", "null"], "minimum": 0},
             "instruction": _INSTRUCTION,
             "return_documents": {"type": "boolean", "default": True},
+            **_LENGTHS,
         },
     },
     "RerankResponse": {
@@ -186,7 +213,8 @@ _SCHEMAS: dict[str, Any] = {
                     "document": {"type": "object", "properties": {"text": {"type": "string"}}},
                 },
             }},
-            "usage": {"type": "object", "properties": {"total_tokens": {"type": "integer"}}},
+            "usage": {"type": "object", "properties": {"total_tokens": {"type": "integer"},
+                                                       "windows": _USAGE_WINDOWS}},
         },
     },
     "ModelInfo": {

@@ -1,7 +1,8 @@
 """Cohere / Jina `POST /v1/rerank` and `/rerank`: one query, documents, best first.
 
-Request `{model?, query, documents: [string | {text}], top_n?, return_documents?}`; response
-`{id, model, results: [{index, relevance_score, document?: {text}}], usage: {total_tokens}}`.
+Request `{model?, query, documents: [string | {text}], top_n?, return_documents?,
+max_tokens_per_doc?}` (Cohere v2's cap; xscore's other length fields too); response
+`{id, model, results: [{index, relevance_score, document?: {text}}], usage: {total_tokens, windows?}}`.
 `return_documents` defaults to true as Jina's does: a client that does not ask gets a field it
 can ignore, rather than missing one it reads.
 """
@@ -19,7 +20,7 @@ from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.errors import FieldNames
-from xscore.gateway.fields import Fields, wrong_type
+from xscore.gateway.fields import Fields, length_policy, wrong_type
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
@@ -46,6 +47,7 @@ def parse(body: Any, model: str, deadline: float | None) -> ScoreRequest:
         return_text=fields.boolean("return_documents", True),
         deadline=deadline,
         instruction=fields.string("instruction"),  # a causal-LM reranker's task (an xscore extension)
+        lengths=length_policy(fields),  # Cohere v2's and vLLM's token caps, and xscore's long-document fields
     )
 
 
@@ -56,8 +58,10 @@ def render(result: ScoreResult) -> dict[str, Any]:
         if entry.text is not None:
             ranked["document"] = {"text": entry.text}
         results.append(ranked)
-    return {"id": f"rerank-{uuid.uuid4().hex}", "model": result.model, "results": results,
-            "usage": {"total_tokens": result.usage.tokens}}
+    usage: dict[str, Any] = {"total_tokens": result.usage.tokens}
+    if result.usage.windows:
+        usage["windows"] = list(result.usage.windows)
+    return {"id": f"rerank-{uuid.uuid4().hex}", "model": result.model, "results": results, "usage": usage}
 
 
 # the scorer's names for what this route calls documents and top_n

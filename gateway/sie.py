@@ -1,7 +1,8 @@
 """`POST /v1/score/{model}`: the SIE-compatible score API, msgpack by default.
 
 Request `{query: Item, items: [Item], instruction?, options?: {top_k, raw_scores, truncate,
-return_text}}` with `Item = {id?, text, metadata?}` (a bare string is taken as `{text}`);
+return_text, max_tokens_per_doc, max_tokens_per_query, long_documents, chunk_overlap, aggregate,
+max_chunks_per_doc}}` with `Item = {id?, text, metadata?}` (a bare string is taken as `{text}`);
 response `{model, query_id, scores: [{item_id, index, score, rank, text?}], usage}`, best first.
 """
 
@@ -13,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from xscore.api.errors import invalid
-from xscore.api.schema import Item, ScoreRequest, ScoreResult
+from xscore.api.schema import Item, ScoreRequest, ScoreResult, Usage
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
-from xscore.gateway.fields import Fields, wrong_type
+from xscore.gateway.fields import Fields, length_policy, wrong_type
 from xscore.gateway.media import Negotiated
 from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
@@ -52,6 +53,7 @@ def parse(body: Any, model: str, deadline: float | None) -> tuple[ScoreRequest, 
         return_text=options.boolean("return_text", False),
         deadline=deadline,
         instruction=instruction,
+        lengths=length_policy(options),
     )
     return request, query.id
 
@@ -64,8 +66,15 @@ def render(result: ScoreResult, query_id: str | None) -> dict[str, Any]:
         if entry.text is not None:
             scored["text"] = entry.text
         scores.append(scored)
-    usage = {"pairs": result.usage.pairs, "tokens": result.usage.tokens, "truncated": list(result.usage.truncated)}
-    return {"model": result.model, "query_id": query_id, "scores": scores, "usage": usage}
+    return {"model": result.model, "query_id": query_id, "scores": scores, "usage": render_usage(result.usage)}
+
+
+def render_usage(usage: Usage) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"pairs": usage.pairs, "tokens": usage.tokens, "truncated": list(usage.truncated),
+                                "cached": usage.cached}
+    if usage.windows:
+        rendered["windows"] = list(usage.windows)
+    return rendered
 
 
 async def score(request: Request, negotiated: Negotiated, state: GatewayState) -> Response:

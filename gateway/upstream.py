@@ -24,6 +24,7 @@ from xscore.api.schema import (
     PairsResult,
     ScoreRequest,
     ScoreResult,
+    check_lengths,
     check_top_k,
 )
 from xscore.api.tls import TlsFiles
@@ -79,18 +80,20 @@ class RemoteScorer:
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         check_top_k(request.top_k)  # a uint32 on the wire cannot carry a negative top_k to be refused there
+        check_lengths(request.lengths)
         timeout = _timeout(request.deadline)
         reply = await self._call(lambda client: client.score(
             request.query, request.items, model=request.model, top_k=request.top_k or 0,
             raw_scores=request.raw_scores, truncate=request.truncate, return_text=request.return_text,
-            instruction=request.instruction, timeout=timeout))
+            instruction=request.instruction, lengths=request.lengths, timeout=timeout))
         return wire.decode_score_result(reply)
 
     async def score_pairs(self, request: PairsRequest) -> PairsResult:
+        check_lengths(request.lengths)
         timeout = _timeout(request.deadline)
         reply = await self._call(lambda client: client.score_pairs(
             request.queries, request.documents, model=request.model, raw_scores=request.raw_scores,
-            truncate=request.truncate, instruction=request.instruction, timeout=timeout))
+            truncate=request.truncate, instruction=request.instruction, lengths=request.lengths, timeout=timeout))
         return wire.decode_pairs_result(reply)
 
     async def list_models(self) -> list[ModelInfo]:

@@ -1,7 +1,8 @@
 """vLLM's `POST /score` and `/v1/score`: explicit pairs (1:1, 1:N, N:N), scores in input order.
 
 Request `{model?, text_1, text_2}` or `{model?, queries, documents}`, each a string or a list of
-strings; response `{id, object: "list", created, model, data: [{index, object: "score", score}],
+strings, with vLLM's `max_tokens_per_doc` / `max_tokens_per_query` caps (and xscore's other length
+fields); response `{id, object: "list", created, model, data: [{index, object: "score", score}],
 usage: {prompt_tokens, total_tokens}}`. The pairing rule and its 400 ("Input lengths must be 1:1,
 1:N or N:N") are the scorer's.
 """
@@ -21,7 +22,7 @@ from xscore.gateway.backend import model_or_only
 from xscore.gateway.codec import finite
 from xscore.gateway.endpoint import GatewayState
 from xscore.gateway.errors import FieldNames
-from xscore.gateway.fields import Fields, string_or_strings
+from xscore.gateway.fields import Fields, length_policy, string_or_strings
 from xscore.gateway.media import Format, Negotiated
 from xscore.gateway.requests import deadline_of, read_payload, while_connected
 from xscore.gateway.responses import EncodedResponse, timing_headers
@@ -48,10 +49,14 @@ def parse(body: Any, model: str, deadline: float | None) -> PairsRequest:
         truncate=fields.boolean("truncate", True),
         deadline=deadline,
         instruction=fields.string("instruction"),  # a causal-LM reranker's task (an xscore extension)
+        lengths=length_policy(fields),  # Cohere v2's and vLLM's token caps, and xscore's long-document fields
     )
 
 
 def render(result: PairsResult) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": result.usage.tokens, "total_tokens": result.usage.tokens}
+    if result.usage.windows:
+        usage["windows"] = list(result.usage.windows)
     return {
         "id": f"score-{uuid.uuid4().hex}",
         "object": "list",
@@ -59,7 +64,7 @@ def render(result: PairsResult) -> dict[str, Any]:
         "model": result.model,
         "data": [{"index": index, "object": "score", "score": finite(value)}
                  for index, value in enumerate(result.scores)],
-        "usage": {"prompt_tokens": result.usage.tokens, "total_tokens": result.usage.tokens},
+        "usage": usage,
     }
 
 

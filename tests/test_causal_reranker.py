@@ -115,3 +115,49 @@ def test_the_instruction_reaches_the_prompt_over_http_and_grpc(reranker, reranke
         np.testing.assert_allclose(pairs, expected, atol=1e-5)
     finally:
         running.stop()
+
+
+def test_a_long_document_is_windowed_with_the_whole_prompt_around_each_window(reranker_dir, cache_dir):
+    from xscore.api.schema import LengthPolicy
+    from xscore.service.models.tokenization import PairTokenizer
+
+    exported = export(str(reranker_dir), ["fp32"], root=cache_dir, progress=False)["fp32"]
+    tokenizer = PairTokenizer.from_dir(exported.path, max_length=256)
+    prefix = tokenizer._prefix
+    suffix = tokenizer._suffix
+    long_document = " ".join(documents() * 8)
+    policy = LengthPolicy(long_documents="chunk", chunk_overlap=4)
+    [chunked] = tokenizer.encode_documents([QUERIES[0]], [long_document], lengths=policy, instruction="find it")
+    assert len(chunked.windows) > 4 and not chunked.truncated
+    doc_ids = tokenizer._tokenizer.encode(long_document, add_special_tokens=False).ids
+    pieces = []
+    for window in chunked.windows:
+        assert window.length <= 256
+        assert window.ids[: len(prefix)] == prefix and window.ids[-len(suffix):] == suffix
+        body = window.ids[len(prefix): -len(suffix)]
+        assert tokenizer._tokenizer.decode(body[:12]).startswith("<Instruct>: find it")
+        pieces.append(body)
+    # the same head (instruction and query) in every window, then consecutive document slices
+    first_doc_at = next(i for i in range(len(pieces[0])) if pieces[0][i:] == doc_ids[: len(pieces[0]) - i])
+    assert len({tuple(piece[:first_doc_at]) for piece in pieces}) == 1
+    slices = [piece[first_doc_at:] for piece in pieces]
+    assert slices[0] == doc_ids[: len(slices[0])]
+    room = len(slices[0])
+    for position, piece in enumerate(slices):
+        start = position * (room - 4)
+        assert piece == doc_ids[start: start + room]
+    assert sum(len(piece) for piece in slices) - 4 * (len(slices) - 1) == len(doc_ids)
+    # a document that fits keeps the whole body's encoding, exactly as without chunking
+    short = tokenizer.encode_documents([QUERIES[0]], ["tiny doc"], lengths=policy)[0]
+    assert short.windows[0].ids == tokenizer.encode([QUERIES[0]], ["tiny doc"])[0].ids
+
+
+def test_token_caps_cut_a_prompted_pairs_query_and_document(reranker, reranker_dir):
+    from xscore.api.schema import LengthPolicy
+
+    with BlockingScorer(reranker) as served:
+        capped = served.score_pairs(["a fairly long query about reading files line by line"], ["word " * 50],
+                                    lengths=LengthPolicy(max_tokens_per_doc=5, max_tokens_per_query=3), raw=True)
+        whole = served.score_pairs(["a fairly long query about reading files line by line"], ["word " * 50], raw=True)
+    assert capped.usage.truncated == [0] and whole.usage.truncated == []
+    assert capped.usage.tokens < whole.usage.tokens - 40

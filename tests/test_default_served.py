@@ -57,3 +57,33 @@ def test_default_ranks_the_obviously_relevant_document_first(served_default, que
     assert response.scores[0].item_id == "relevant"
     assert response.scores[0].score > response.scores[1].score
     assert all(0.0 < entry.score < 1.0 for entry in response.scores)
+
+
+# Sentences about other things: long runs of them are the documents that do not answer the query
+_FILLER = ["The weather forecast predicts rain tomorrow afternoon over the northern hills.",
+           "Bake the bread for forty minutes until the crust turns golden brown.",
+           "The river flows through three countries before it reaches the sea.",
+           "Our team won the football match in the last minute of extra time.",
+           "Tulips bloom in spring and come in many colours, from red to purple.",
+           "The museum shows paintings from the seventeenth century.",
+           "Add salt and pepper to taste, then stir the soup gently."]
+LONG_QUERY = "backup tool with encryption"
+LONG_ANSWER = "Creates encrypted, deduplicated backups of your files to local disks or remote servers."
+
+
+def _filler(rotation: int, repeats: int) -> str:
+    return " ".join((_FILLER[rotation:] + _FILLER[:rotation]) * repeats)
+
+
+def test_a_long_documents_answer_near_its_end_is_found_only_in_chunk_mode(served_default):
+    """A document of about 3,700 tokens whose only relevant sentence ends it, among distractors of
+    about 840: cut to its first 512 tokens it ranks last; scored in windows it ranks first."""
+    from xscore.api.schema import LengthPolicy
+
+    items = [_filler(rotation, 8) for rotation in (1, 2, 3, 4)] + [("long", _filler(0, 40) + " " + LONG_ANSWER)]
+    with ScorerClient(served_default.address) as client:
+        chunked = client.score(LONG_QUERY, items, model=DEFAULT_NAME, lengths=LengthPolicy(long_documents="chunk"))
+        truncated = client.score(LONG_QUERY, items, model=DEFAULT_NAME)
+    assert list(chunked.usage.windows) == [2, 2, 2, 2, 8] and list(chunked.usage.truncated) == []
+    assert chunked.scores[0].item_id == "long" and chunked.scores[0].score > chunked.scores[1].score + 0.03
+    assert truncated.scores[-1].item_id == "long" and list(truncated.usage.truncated) == [0, 1, 2, 3, 4]

@@ -55,6 +55,16 @@ REQUESTS = [
     ("/v1/score/tiny", MSGPACK, {"query": " ", "items": ["a"]}),  # 422
     ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a"] * 33}),  # 413
     ("/score", JSON, {"model": "tiny", "text_1": ["a", "b"], "text_2": ["c", "d", "e"]}),  # 400
+    # token caps and long documents travel in the proto's Lengths, windows and cached come back
+    ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["word " * 700, "same", "same"],
+                                 "options": {"long_documents": "chunk", "chunk_overlap": 16, "aggregate": "mean",
+                                             "max_chunks_per_doc": 2, "max_tokens_per_query": 1}}),
+    ("/v1/rerank", JSON, {"model": "tiny", "query": "q", "documents": ["one two three four", "x"],
+                          "max_tokens_per_doc": 2}),
+    ("/score", JSON, {"model": "tiny", "text_1": "a b c d e", "text_2": ["x " * 600], "max_tokens_per_query": 2,
+                      "long_documents": "chunk"}),
+    ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a"], "options": {"chunk_overlap": -1}}),  # 400
+    ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a"], "options": {"aggregate": "median"}}),  # 400
 ]
 
 

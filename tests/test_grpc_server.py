@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -184,11 +185,18 @@ def test_the_stream_answers_every_request_by_id_with_errors_in_band(server):
     assert answers["bad"].error.code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
+_OCCUPIED = itertools.count()
+
+
 def _occupy(server: RunningServer, client: ScorerClient, pairs: int = 24) -> threading.Thread:
     """Keep the MiniLM engine busy with one long request; return once its first batch runs."""
     batches = server.metric("xscore_batch_pairs_count", model="minilm")
-    documents = [" ".join(["relevance ranking of passages for a search query"] * 30)] * pairs
-    worker = threading.Thread(target=client.score, args=("busy query", documents), kwargs={"model": "minilm"})
+    # pairs it has never seen: identical pairs in one request are scored once, and the score cache
+    # answers pairs an earlier request scored
+    documents = [f"{index}: " + " ".join(["relevance ranking of passages for a search query"] * 30)
+                 for index in range(pairs)]
+    query = f"busy query {next(_OCCUPIED)}"
+    worker = threading.Thread(target=client.score, args=(query, documents), kwargs={"model": "minilm"})
     worker.start()
     wait_until(lambda: server.metric("xscore_batch_pairs_count", model="minilm") > batches)
     return worker
@@ -218,15 +226,16 @@ def test_a_full_queue_fails_fast_with_retry_after_and_the_client_retries_through
     rejected = lambda: slow_server.metric("xscore_rejected_requests_total", model="minilm")  # noqa: E731
     with ScorerClient(slow_server.address, retry=NO_RETRY, timeout=60) as client:
         busy = _occupy(slow_server, client)
+        ten = [f"d{index}" for index in range(10)]
         with pytest.raises(grpc.RpcError) as refused:
-            client.score("q", ["d"] * 10, model="minilm")
+            client.score("q", ten, model="minilm")
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "24 pairs queued, limit 30" in refused.value.details()
         hint = dict(refused.value.trailing_metadata())["retry-after"]
         assert float(hint) > 0
         before = rejected()
         patient = ScorerClient(slow_server.address, retry=RetryPolicy(attempts=50, max_backoff_s=0.5), timeout=60)
-        response = patient.score("q", ["d"] * 10, model="minilm")  # refused while busy, then admitted
+        response = patient.score("q", ten, model="minilm")  # refused while busy, then admitted
         patient.close()
         busy.join()
     assert len(response.scores) == 10

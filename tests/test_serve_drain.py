@@ -44,7 +44,8 @@ def test_sigterm_under_load_finishes_every_accepted_call_then_exits_0(minilm_exp
     process, address, http_address = start_process("--model", f"minilm={minilm_exports['fp32'].path}",
                                                    "--drain-timeout", "60")
     # ~100 pairs of ~200 tokens: seconds of engine work on any CPU, so the drain is observable
-    documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8
+    # distinct documents: identical pairs in one request are scored once
+    documents = [f"{index}: " + " ".join(["passages about ranking and search relevance"] * 32) for index in range(8)]
 
     async def load_then_terminate():
         async with AsyncScorerClient(address, retry=RetryPolicy(attempts=1), timeout=120) as client, \
@@ -105,7 +106,9 @@ def test_one_process_serves_grpc_and_http_and_a_gateway_can_front_it(tiny_export
             with ScorerClient(grpc_address) as client:
                 direct = client.score("which passage ranks", [("a", "ranking passages"), "unrelated words"],
                                       model="tiny")
-            assert local == remote
+            # the same answer across the hop; the second time round the service's score cache has the pairs
+            assert (local["usage"]["cached"], remote["usage"]["cached"]) == (0, 2)
+            assert {**local, "usage": {**local["usage"], "cached": 2}} == remote
             assert [e["item_id"] for e in local["scores"]] == [e.item_id for e in direct.scores]
             assert all(abs(a["score"] - b.score) < 1e-6 for a, b in zip(local["scores"], direct.scores))
         finally:
@@ -121,7 +124,8 @@ def test_a_drain_that_times_out_answers_what_is_left_unavailable_and_exits_1(min
 
     process, address, http_address = start_process("--model", f"minilm={minilm_exports['fp32'].path}",
                                                    "--drain-timeout", "0.2")
-    documents = [" ".join(["passages about ranking and search relevance"] * 32)] * 8  # far more than 0.2 s of work
+    # far more than 0.2 s of work; distinct, since identical pairs in one request are scored once
+    documents = [f"{index}: " + " ".join(["passages about ranking and search relevance"] * 32) for index in range(8)]
 
     async def post(client: httpx.AsyncClient) -> httpx.Response:
         return await client.post(f"http://{http_address}/v1/rerank", json={"query": "q", "documents": documents})

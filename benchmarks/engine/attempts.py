@@ -145,8 +145,9 @@ def service_scorer(attempt: Attempt, exported: ExportResult | None, model_dir: P
     auto attempt the model itself under `--variant auto` (its decision read from `cache`)."""
     from xscore.client import ScorerClient
 
+    # no score cache: the rounds repeat one workload, and each must reach the engine
     command = [sys.executable, "-m", "xscore.service.cli", "--log-level", "WARNING", "serve", "--grpc-port", "0",
-               "--http-port", "0", "--device", "cpu", "--threads", str(attempt.threads)]
+               "--http-port", "0", "--device", "cpu", "--threads", str(attempt.threads), "--score-cache-mb", "0"]
     if exported is None:
         command += ["--model", f"bench={model_dir}", "--variant", AUTO]
     else:

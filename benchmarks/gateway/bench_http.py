@@ -153,7 +153,8 @@ async def serve_and_measure(args: argparse.Namespace) -> list[dict]:
     from xscore.service.serving.validation import Limits
 
     runtime = Runtime(build_models(args.model, Path(args.cache)),
-                      ServeConfig(grpc_port=0, http_port=0, limits=Limits(max_items_per_request=1000)))
+                      ServeConfig(grpc_port=0, http_port=0, limits=Limits(max_items_per_request=1000),
+                                  score_cache_bytes=0))  # the load repeats its requests: each must reach the engine
     addresses = await runtime.start()
     results = [await in_process(runtime.scorer, args.model, args.clients, args.seconds, args.documents)]
     print(json.dumps(results[-1]), flush=True)

@@ -86,7 +86,7 @@ def engine_only(model, docs: int, repeats: int) -> float:
 def start_server(model_dir: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "xscore.service.cli", "--log-level", "WARNING", "serve", "--model",
-         f"minilm={model_dir}", "--grpc-port", "0", "--device", "cpu"],
+         f"minilm={model_dir}", "--grpc-port", "0", "--device", "cpu", "--score-cache-mb", "0"],
         stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     match = re.search(r"grpc=(\S+)", line)

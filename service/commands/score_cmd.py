@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from xscore.service.commands.options import add_engine_options, engine_options, env
+from xscore.service.commands.options import add_engine_options, add_length_options, engine_options, env, length_policy
 from xscore.service.models.registry import ModelSpec, default_spec, load_model
 from xscore.service.serving.blocking import BlockingScorer
 
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--instruction", default=None,
                         help="the task for a causal-LM reranker's prompt (default: its own); cross-encoders ignore it")
     add_engine_options(parser)
+    add_length_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                        options=engine_options(args), max_length=args.max_length)
     with BlockingScorer(model) as scorer:
         result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate,
-                              instruction=args.instruction)
+                              instruction=args.instruction, lengths=length_policy(args))
     output = {
         "model": spec.name,
         "variant": model.manifest.variant,
@@ -42,5 +43,7 @@ def run(args: argparse.Namespace) -> int:
                    for entry in result.scores],
         "truncated": result.usage.truncated,
     }
+    if result.usage.windows:
+        output["windows"] = result.usage.windows
     print(json.dumps(output, indent=2, ensure_ascii=False))
     return 0

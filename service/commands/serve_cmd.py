@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from xscore.api.errors import invalid
 from xscore.api.tls import TlsFiles
-from xscore.service.commands.options import add_engine_options, engine_options, env
+from xscore.service.commands.options import (
+    add_engine_options,
+    add_length_options,
+    engine_options,
+    env,
+    model_length_policies,
+)
 from xscore.service.models.registry import ModelSpec, default_spec
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
+from xscore.service.serving.score_cache import DEFAULT_MAX_MB
 from xscore.service.serving.validation import Limits
 
 
@@ -83,11 +91,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="characters per query or document (env XSCORE_MAX_TEXT_CHARS)")
     parser.add_argument("--drain-timeout", type=float, default=float(env("DRAIN_TIMEOUT", "30")),
                         help="seconds to finish in-flight calls after SIGTERM (env XSCORE_DRAIN_TIMEOUT)")
+    parser.add_argument("--score-cache-mb", type=float, default=float(env("SCORE_CACHE_MB", str(DEFAULT_MAX_MB))),
+                        help="memory for scores of pairs already seen (same model, variant and tokens); a hit "
+                             f"skips the engine; 0 turns it off; default {DEFAULT_MAX_MB} (env XSCORE_SCORE_CACHE_MB)")
     add_engine_options(parser)
+    add_length_options(parser, per_model=True)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.score_cache_mb < 0:
+        raise invalid(f"--score-cache-mb must be >= 0, got {args.score_cache_mb:g}", field="score_cache_mb")
     config = ServeConfig(
         host=args.host,
         grpc_port=args.grpc_port,
@@ -101,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         limits=Limits(max_items_per_request=args.max_items, max_text_chars=args.max_text_chars),
         batcher=BatcherConfig(max_batch_tokens=args.max_batch_tokens, max_batch_pairs=args.max_batch_pairs,
                               max_queue_pairs=args.max_queue_pairs),
+        score_cache_bytes=int(args.score_cache_mb * 1024 * 1024),
     )
     if args.upstream:
         if args.model:
@@ -108,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(Runtime({}, config).serve())
     given = args.model or [spec for spec in (env("MODEL") or "").split(",") if spec]
     specs = [ModelSpec.parse(spec) for spec in given] or [default_spec()]
+    lengths = model_length_policies(args, [spec.name for spec in specs])  # refused before any model loads
     models = load_models(specs, variant=args.variant, device=args.device, engine=args.engine,
                          options=engine_options(args), max_length=args.max_length)
-    return asyncio.run(Runtime(models, config).serve())
+    return asyncio.run(Runtime(models, dataclasses.replace(config, lengths=lengths)).serve())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from xscore.api.errors import ErrorCode, XscoreError, model_error
+from xscore.api.schema import LengthPolicy
 from xscore.service.models.prompts import PromptProfile, prompt_profile
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,15 @@ class EncodedPair:
     @property
     def length(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedDocument:
+    """One (query, document) pair as the engine scores it: one window, or several for a long
+    document in chunk mode. `truncated`: some of the pair's tokens are in no window."""
+
+    windows: list[EncodedPair]
+    truncated: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,19 @@ def split_lengths(query: int, document: int, budget: int, query_cap: int) -> tup
     if query > document:
         return budget - document, document
     return query, budget - query
+
+
+def window_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, stop) windows of at most `size` tokens over `length` tokens: each starts
+    `size - overlap` after the one before (so neighbours share `overlap` tokens) and the last ends
+    at `length`."""
+    if size < 1 or not 0 <= overlap < size:
+        raise ValueError(f"a window of {size} tokens cannot overlap its neighbour by {overlap}")
+    spans = [(0, min(size, length))]
+    while spans[-1][1] < length:
+        start = spans[-1][0] + size - overlap
+        spans.append((start, min(start + size, length)))
+    return spans
 
 
 class PairTokenizer:
@@ -136,21 +160,154 @@ class PairTokenizer:
     ) -> list[EncodedPair]:
         """Encode pairs (queries[i], documents[i]); raise on an over-long pair if not truncating.
         `instruction` goes into a causal-LM reranker's prompt (its profile's default when None)."""
+        return [document.windows[0] for document in
+                self.encode_documents(queries, documents, truncate=truncate, instruction=instruction)]
+
+    def encode_documents(
+        self, queries: Sequence[str], documents: Sequence[str], *, truncate: bool = True,
+        instruction: str | None = None, lengths: LengthPolicy = LengthPolicy(),
+    ) -> list[EncodedDocument]:
+        """Encode pairs under a resolved length policy: token caps first, then the model's limit,
+        which cuts the document (`truncate`) or, in chunk mode, splits it into windows."""
         if len(queries) != len(documents):
             raise ValueError("queries and documents must have the same length")
         if self.prompt is not None:
-            texts = [self.prompt.text(query, document, instruction) for query, document in zip(queries, documents)]
-            encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
-            return [self._assemble_prompt(index, encoding.ids, truncate) for index, encoding in enumerate(encodings)]
+            return self._encode_prompted(queries, documents, truncate, instruction, lengths)
         unique_queries = list(dict.fromkeys(queries))
         query_encodings = dict(
             zip(unique_queries, self._tokenizer.encode_batch(unique_queries, add_special_tokens=False))
         )
         doc_encodings = self._tokenizer.encode_batch(list(documents), add_special_tokens=False)
         return [
-            self._assemble(index, query_encodings[query], document, truncate)
+            self._fit(index, query_encodings[query], document, truncate, lengths)
             for index, (query, document) in enumerate(zip(queries, doc_encodings))
         ]
+
+    def _fit(self, index: int, query: Encoding, document: Encoding, truncate: bool,
+             lengths: LengthPolicy) -> EncodedDocument:
+        capped = False
+        if lengths.max_tokens_per_query is not None and len(query.ids) > lengths.max_tokens_per_query:
+            query, capped = _slice(query, 0, lengths.max_tokens_per_query), True
+        if lengths.max_tokens_per_doc is not None and len(document.ids) > lengths.max_tokens_per_doc:
+            document, capped = _slice(document, 0, lengths.max_tokens_per_doc), True
+        if lengths.long_documents == "chunk" and len(query.ids) + len(document.ids) > self.content_budget:
+            return self._chunk(index, query, document, truncate, lengths, capped)
+        pair = self._assemble(index, query, document, truncate)
+        return EncodedDocument([pair], pair.truncated or capped)
+
+    def _chunk(self, index: int, query: Encoding, document: Encoding, truncate: bool, lengths: LengthPolicy,
+               capped: bool) -> EncodedDocument:
+        """Windows of the document, each after the query (cut to its share, as a truncated pair's)."""
+        query_len = len(query.ids)
+        keep_query = min(query_len, self.query_cap)
+        if keep_query < query_len and not truncate:
+            raise _over_length(index, query_len + len(document.ids) + self.special_tokens,
+                               f"query {query_len} over its share {self.query_cap}, document "
+                               f"{len(document.ids)}, special {self.special_tokens}", self.max_length)
+        query = _slice(query, 0, keep_query)
+        room = self.content_budget - keep_query
+        spans = self._spans(index, len(document.ids), room, lengths, truncate,
+                            f"the query's {keep_query} and {self.special_tokens} special tokens")
+        windows = []
+        for start, stop in spans:
+            merged = self._tokenizer.post_process(query, _slice(document, start, stop), add_special_tokens=True)
+            windows.append(EncodedPair(merged.ids, merged.type_ids, False))
+        return EncodedDocument(windows, capped or keep_query < query_len or spans[-1][1] < len(document.ids))
+
+    def _spans(self, index: int, length: int, room: int, lengths: LengthPolicy, truncate: bool,
+               others: str) -> list[tuple[int, int]]:
+        overlap = lengths.chunk_overlap or 0
+        if overlap >= room:
+            raise XscoreError(
+                ErrorCode.UNPROCESSABLE,
+                f"chunk_overlap {overlap} is not below the {room} document tokens a window of pair {index} holds "
+                f"(max_length {self.max_length} less {others})",
+                details={"field": "chunk_overlap", "index": index, "window_tokens": room})
+        spans = window_spans(length, room, overlap)
+        most = lengths.max_chunks_per_doc
+        if most is not None and len(spans) > most:
+            if not truncate:
+                raise XscoreError(
+                    ErrorCode.UNPROCESSABLE,
+                    f"pair {index} needs {len(spans)} windows of {room} document tokens, over max_chunks_per_doc "
+                    f"{most}; raise it or allow truncation",
+                    details={"field": "max_chunks_per_doc", "index": index, "windows": len(spans), "limit": most})
+            spans = spans[:most]
+        return spans
+
+    def _encode_prompted(self, queries: Sequence[str], documents: Sequence[str], truncate: bool,
+                         instruction: str | None, lengths: LengthPolicy) -> list[EncodedDocument]:
+        assert self.prompt is not None
+        texts = [self.prompt.text(query, document, instruction) for query, document in zip(queries, documents)]
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        documents_out = []
+        for index, encoding in enumerate(encodings):
+            fits = len(encoding.ids) <= self.content_budget
+            if lengths.max_tokens_per_query is None and lengths.max_tokens_per_doc is None and (
+                    fits or lengths.long_documents != "chunk"):
+                pair = self._assemble_prompt(index, encoding.ids, truncate)
+                documents_out.append(EncodedDocument([pair], pair.truncated))
+                continue
+            documents_out.append(self._prompt_parts(index, queries[index], documents[index], instruction,
+                                                    truncate, lengths, encoding.ids))
+        return documents_out
+
+    def _prompt_parts(self, index: int, query: str, document: str, instruction: str | None, truncate: bool,
+                      lengths: LengthPolicy, whole: list[int]) -> EncodedDocument:
+        """A prompted pair whose query or document is capped or windowed: the body is encoded part
+        by part (literal text, instruction, query, document) so each side can be cut on its own
+        tokens; a pair that turns out to need no cut keeps the whole body's encoding."""
+        assert self.prompt is not None
+        encode = self._tokenizer.encode
+        values = {"instruction": instruction or self.prompt.default_instruction}
+        before: list[int] = []
+        after: list[int] = []
+        query_ids: list[int] = []
+        doc_ids: list[int] | None = None
+        for literal, name, _, _ in string.Formatter().parse(self.prompt.body):
+            target = before if doc_ids is None else after
+            if literal:
+                target.extend(encode(literal, add_special_tokens=False).ids)
+            if name == "document":
+                doc_ids = encode(document, add_special_tokens=False).ids
+            elif name == "query" and doc_ids is None:
+                query_ids = encode(query, add_special_tokens=False).ids
+                target.append(-1)  # where the query goes, once its cut is known
+            elif name is not None:
+                target.extend(encode(values.get(name, query), add_special_tokens=False).ids)
+        if doc_ids is None or -1 not in before:
+            raise model_error(f"prompt profile {self.prompt.name!r}: token caps and chunking need a body with "
+                              "{query} before {document}")
+        capped = False
+        if lengths.max_tokens_per_query is not None and len(query_ids) > lengths.max_tokens_per_query:
+            query_ids, capped = query_ids[: lengths.max_tokens_per_query], True
+        if lengths.max_tokens_per_doc is not None and len(doc_ids) > lengths.max_tokens_per_doc:
+            doc_ids, capped = doc_ids[: lengths.max_tokens_per_doc], True
+        others = len(before) - 1 + len(after)
+        if not capped and (len(whole) <= self.content_budget or lengths.long_documents != "chunk"):
+            pair = self._assemble_prompt(index, whole, truncate)
+            return EncodedDocument([pair], pair.truncated)
+        fixed = others + len(query_ids)
+        if lengths.long_documents != "chunk" or fixed + len(doc_ids) <= self.content_budget:
+            body = _splice(before, query_ids) + doc_ids + after
+            pair = self._assemble_prompt(index, body, truncate)
+            return EncodedDocument([pair], pair.truncated or capped)
+        query_share = max(1, self.content_budget - others - self.content_budget // 2)
+        if len(query_ids) > query_share:
+            if not truncate:
+                raise _over_length(index, fixed + len(doc_ids) + self.special_tokens,
+                                   f"prompt {self.special_tokens + others}, query {len(query_ids)} over its share "
+                                   f"{query_share}, document {len(doc_ids)}", self.max_length)
+            query_ids, capped = query_ids[:query_share], True
+        head = _splice(before, query_ids)
+        room = self.content_budget - len(head) - len(after)
+        spans = self._spans(index, len(doc_ids), room, lengths, truncate,
+                            f"the prompt's {self.special_tokens + others} and the query's {len(query_ids)} tokens")
+        windows = []
+        for start, stop in spans:
+            ids = self._prefix + head + doc_ids[start:stop] + after + self._suffix
+            windows.append(EncodedPair(ids, [0] * len(ids), False))
+        return EncodedDocument(windows, capped or spans[-1][1] < len(doc_ids))
 
     def _assemble_prompt(self, index: int, body: list[int], truncate: bool) -> EncodedPair:
         """The prompt around the body; an over-long body loses its end (the document's tail), as
@@ -171,8 +328,8 @@ class PairTokenizer:
                 raise _over_length(index, query_len + doc_len + self.special_tokens,
                                    f"query {query_len}, document {doc_len}, special {self.special_tokens}",
                                    self.max_length)
-            query = _cut(query, keep_query)
-            document = _cut(document, keep_doc)
+            query = _slice(query, 0, keep_query)
+            document = _slice(document, 0, keep_doc)
         merged = self._tokenizer.post_process(query, document, add_special_tokens=True)
         return EncodedPair(merged.ids, merged.type_ids, truncated)
 
@@ -186,10 +343,22 @@ def _over_length(index: int, total: int, parts: str, max_length: int) -> XscoreE
     )
 
 
-def _cut(encoding: Encoding, length: int) -> Encoding:
-    if len(encoding.ids) > length:
-        encoding.truncate(length)
-    return encoding
+def _slice(encoding: Encoding, start: int, stop: int) -> Encoding:
+    """Tokens [start, stop) as a new Encoding: the encodings of a request's query are shared by its
+    pairs, and `Encoding.truncate` works in place."""
+    if start == 0 and stop >= len(encoding.ids):
+        return encoding
+    piece = Encoding.merge([encoding], growing_offsets=False)
+    piece.truncate(stop)
+    if start:
+        piece.truncate(stop - start, direction="left")
+    return piece
+
+
+def _splice(before: list[int], query: list[int]) -> list[int]:
+    """`before` with the query's ids where its placeholder (-1) stands."""
+    at = before.index(-1)
+    return before[:at] + query + before[at + 1:]
 
 
 def pad_batch(pairs: Sequence[EncodedPair], pad_id: int) -> EncodedBatch:

@@ -153,6 +153,15 @@ class Batcher:
 
     def admit(self, size: int, deadline: float | None = None) -> Job:
         """Reserve room for `size` pairs, or fail at once with RESOURCE_EXHAUSTED."""
+        self.check_room(size)
+        job = Job(size, asyncio.get_running_loop().create_future(), deadline)
+        self._admitted_pairs += size
+        self._live.add(job)
+        job.future.add_done_callback(partial(self._on_job_done, job))
+        return job
+
+    def check_room(self, size: int) -> None:
+        """Fail as `admit(size)` would now, without reserving anything."""
         if self._closed:
             raise XscoreError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not serving (shutting down or "
                               "its batcher stopped)", retry_after_s=1.0)
@@ -166,11 +175,6 @@ class Batcher:
                 details={"queued_pairs": self._admitted_pairs, "limit": self.config.max_queue_pairs},
                 retry_after_s=retry,
             )
-        job = Job(size, asyncio.get_running_loop().create_future(), deadline)
-        self._admitted_pairs += size
-        self._live.add(job)
-        job.future.add_done_callback(partial(self._on_job_done, job))
-        return job
 
     async def run(self, job: Job, pairs: Sequence[EncodedPair]) -> BatchedLogits:
         """Queue the job's encoded pairs and await their logits, in input order."""

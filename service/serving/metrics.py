@@ -50,6 +50,17 @@ class Metrics:
         self.dropped_pairs = Counter("xscore_dropped_pairs",
                                      "Pairs dropped before inference (caller cancelled or deadline passed).",
                                      ["model", "reason"], registry=r)
+        self.cache_hits = Counter("xscore_score_cache_hits", "Pairs answered from the score cache.", registry=r)
+        self.cache_misses = Counter("xscore_score_cache_misses", "Pairs looked up in the score cache and not found.",
+                                    registry=r)
+        self.cache_evictions = Counter("xscore_score_cache_evictions",
+                                       "Entries dropped from the score cache to stay within its bound.", registry=r)
+        self.cache_bytes = Gauge("xscore_score_cache_bytes", "Bytes the score cache holds (keys, logits, slots).",
+                                 registry=r)
+        self.cache_entries = Gauge("xscore_score_cache_entries", "Pairs the score cache holds.", registry=r)
+        self.windows = Counter("xscore_document_windows",
+                               "Windows scored for documents split in chunk mode (long_documents=chunk).",
+                               ["model"], registry=r)
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0 when absent): for tests, benchmarks and readiness probes."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xscore.api.errors import model_error
+from xscore.api.schema import LengthPolicy
 from xscore.api.tls import TlsFiles
 from xscore.service.models.engines.base import EngineOptions
 from xscore.service.models.model import LoadedModel
@@ -25,6 +26,7 @@ from xscore.service.models.registry import ModelSpec, load_model
 from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.grpc_server import GrpcServer
 from xscore.service.serving.metrics import Metrics
+from xscore.service.serving.score_cache import DEFAULT_MAX_MB, ScoreCache
 from xscore.service.serving.scorer import Scorer
 from xscore.service.serving.validation import Limits
 
@@ -55,6 +57,8 @@ class ServeConfig:
     drain_timeout_s: float = 30.0
     limits: Limits = field(default_factory=Limits)
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    score_cache_bytes: int = DEFAULT_MAX_MB * 1024 * 1024  # 0: no score cache
+    lengths: Mapping[str, LengthPolicy] = field(default_factory=dict)  # per model; unnamed: DEFAULT_LENGTHS
 
 
 def load_models(specs: list[ModelSpec], *, variant: str = "auto", device: str = "auto", engine: str = "auto",
@@ -88,7 +92,9 @@ class Runtime:
                                        tls=self.config.upstream_tls)
             self.servers: dict[str, Server] = {"http": _gateway_server(self.remote, self.config, self.metrics)}
             return
-        self.scorer = Scorer(models, self.config.limits, metrics=self.metrics, batching=self.config.batcher)
+        self.scorer = Scorer(models, self.config.limits, metrics=self.metrics, batching=self.config.batcher,
+                             lengths=self.config.lengths,
+                             score_cache=ScoreCache(self.config.score_cache_bytes, self.metrics))
         self.servers = {"grpc": GrpcServer(self.scorer, self.config.host, self.config.grpc_port,
                                            auth_token=self.config.auth_token, tls=self.config.tls)}
         if self.config.http_port is not None:

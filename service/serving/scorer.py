@@ -20,6 +20,7 @@ import numpy as np
 
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.api.schema import (
+    LengthPolicy,
     ModelInfo,
     PairsRequest,
     PairsResult,
@@ -28,12 +29,15 @@ from xscore.api.schema import (
     ScoreResult,
     Timing,
     Usage,
+    check_lengths,
     check_top_k,
 )
 from xscore.service.models.model import LoadedModel
-from xscore.service.models.tokenization import EncodedPair
+from xscore.service.models.tokenization import EncodedDocument, EncodedPair
 from xscore.service.serving.batcher import Batcher, BatcherConfig
+from xscore.service.serving.lengths import DEFAULT_LENGTHS, aggregate
 from xscore.service.serving.metrics import Metrics
+from xscore.service.serving.score_cache import ScoreCache
 from xscore.service.serving.validation import (
     Limits,
     check_documents,
@@ -61,19 +65,34 @@ class _Scored:
     timing: Timing
 
 
+@dataclass(frozen=True, slots=True)
+class _Logits:
+    logits: np.ndarray  # (windows, labels), in window order
+    cached: int  # windows answered without the engine
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+
+
 class Scorer:
     """Validates, tokenizes, batches and assembles; one batcher per model.
 
     `start()` (on the serving loop) starts the batchers; until then admitted calls wait in
     their queues. The scorer also owns the lifecycle facts every transport needs: `ready`,
     `draining`, `begin_drain()`, `wait_idle()` and `close()`.
+
+    `lengths` holds each model's default length policy (a request's fields override it; unnamed
+    models get `DEFAULT_LENGTHS`); `score_cache` answers pairs already scored (None: no cache).
     """
 
     def __init__(self, models: Mapping[str, LoadedModel], limits: Limits | None = None, *,
-                 metrics: Metrics | None = None, batching: BatcherConfig | None = None) -> None:
+                 metrics: Metrics | None = None, batching: BatcherConfig | None = None,
+                 lengths: Mapping[str, LengthPolicy] | None = None, score_cache: ScoreCache | None = None) -> None:
         self._models = dict(models)
         self.limits = limits or Limits()
         self.metrics = metrics or Metrics()
+        self._lengths = {name: check_lengths((lengths or {}).get(name, LengthPolicy()).over(DEFAULT_LENGTHS))
+                         for name in self._models}
+        self._cache = score_cache if score_cache is not None else ScoreCache(0, self.metrics)
         self._batchers = {name: Batcher(name, model.engine, model.tokenizer.pad_id, self.metrics, batching)
                           for name, model in self._models.items()}
         self._tokenize_pool: ThreadPoolExecutor | None = None
@@ -206,7 +225,7 @@ class Scorer:
         texts = check_items(request.items, self.limits)
         instruction = check_instruction(request.instruction, self.limits)
         scored = await self._score(request.model, [query] * len(texts), texts, request.raw_scores,
-                                   request.truncate, request.deadline, instruction)
+                                   request.truncate, request.deadline, instruction, request.lengths)
         order = rank_order(scored.scores)
         if request.top_k:
             order = order[: request.top_k]
@@ -231,33 +250,70 @@ class Scorer:
         check_documents(documents, self.limits)
         instruction = check_instruction(request.instruction, self.limits)
         scored = await self._score(request.model, queries, documents, request.raw_scores,
-                                   request.truncate, request.deadline, instruction)
+                                   request.truncate, request.deadline, instruction, request.lengths)
         return PairsResult(request.model, [float(s) for s in scored.scores], scored.usage, scored.timing)
 
     async def _score(self, name: str, queries: Sequence[str], documents: Sequence[str], raw: bool,
-                     truncate: bool, deadline: float | None, instruction: str | None = None) -> _Scored:
+                     truncate: bool, deadline: float | None, instruction: str | None,
+                     lengths: LengthPolicy) -> _Scored:
         model, batcher = self._models[name], self._batchers[name]
+        policy = check_lengths(lengths).over(self._lengths[name])
         started = time.perf_counter()
         if deadline is not None and time.monotonic() >= deadline:
             raise XscoreError(ErrorCode.DEADLINE_EXCEEDED, "the deadline passed before scoring started")
-        job = batcher.admit(len(documents), deadline)
-        try:
-            pairs = await self._tokenize(model, queries, documents, truncate, instruction)
-            tokenize_s = time.perf_counter() - started
-            self.metrics.tokenize_seconds.labels(model=name).observe(tokenize_s)
-            batched = await batcher.run(job, pairs)
-        finally:
-            batcher.release(job)
-        scores = model.activation.raw(batched.logits) if raw else model.activation.apply(batched.logits)
-        timing = Timing(queue_ms=batched.queue_ms, tokenize_ms=tokenize_s * 1000,
-                        inference_ms=batched.inference_ms, total_ms=(time.perf_counter() - started) * 1000)
-        usage = Usage(pairs=len(documents), tokens=sum(pair.length for pair in pairs),
-                      truncated=[index for index, pair in enumerate(pairs) if pair.truncated])
+        batcher.check_room(len(documents))  # a full queue refuses before any tokenizing
+        encoded = await self._tokenize(model, queries, documents, truncate, instruction, policy)
+        tokenize_s = time.perf_counter() - started
+        self.metrics.tokenize_seconds.labels(model=name).observe(tokenize_s)
+        windows = [pair for document in encoded for pair in document.windows]
+        counts = [len(document.windows) for document in encoded]
+        chunked = policy.long_documents == "chunk"
+        if chunked:
+            self.metrics.windows.labels(model=name).inc(sum(count for count in counts if count > 1))
+        found = await self._logits(name, model, batcher, windows, deadline)
+        window_scores = model.activation.raw(found.logits) if raw else model.activation.apply(found.logits)
+        scores = aggregate(window_scores, counts, policy.aggregate or "max")
+        timing = Timing(queue_ms=found.queue_ms, tokenize_ms=tokenize_s * 1000,
+                        inference_ms=found.inference_ms, total_ms=(time.perf_counter() - started) * 1000)
+        usage = Usage(pairs=len(documents), tokens=sum(pair.length for pair in windows),
+                      truncated=[index for index, document in enumerate(encoded) if document.truncated],
+                      windows=counts if chunked else [], cached=found.cached)
         return _Scored(scores, usage, timing)
 
+    async def _logits(self, name: str, model: LoadedModel, batcher: Batcher, windows: list[EncodedPair],
+                      deadline: float | None) -> _Logits:
+        """Each window's logits: from the cache, from an identical window of the same request, or
+        from the batcher (only the distinct windows not cached go there)."""
+        scope = ScoreCache.scope(name, model.manifest.variant, model.engine.name)
+        keys = [ScoreCache.key(scope, pair) for pair in windows]
+        known: dict[bytes, np.ndarray] = {}
+        missing: dict[bytes, int] = {}  # key -> its first window
+        for position, key in enumerate(keys):
+            if key in known or key in missing:
+                continue
+            row = self._cache.get(key)
+            if row is None:
+                missing[key] = position
+            else:
+                known[key] = row
+        cached = len(windows) - len(missing)
+        if not missing:
+            return _Logits(np.stack([known[key] for key in keys]), cached)
+        job = batcher.admit(len(missing), deadline)
+        try:
+            batched = await batcher.run(job, [windows[position] for position in missing.values()])
+        finally:
+            batcher.release(job)
+        for row, key in zip(batched.logits, missing):
+            known[key] = row
+            self._cache.put(key, row)
+        logits = batched.logits if cached == 0 else np.stack([known[key] for key in keys])
+        return _Logits(logits, cached, batched.queue_ms, batched.inference_ms)
+
     async def _tokenize(self, model: LoadedModel, queries: Sequence[str], documents: Sequence[str],
-                        truncate: bool, instruction: str | None) -> list[EncodedPair]:
-        encode = partial(model.tokenizer.encode, queries, documents, truncate=truncate, instruction=instruction)
+                        truncate: bool, instruction: str | None, lengths: LengthPolicy) -> list[EncodedDocument]:
+        encode = partial(model.tokenizer.encode_documents, queries, documents, truncate=truncate,
+                         instruction=instruction, lengths=lengths)
         chars = sum(map(len, documents)) + sum(map(len, set(queries)))
         if chars <= INLINE_TOKENIZE_CHARS or self._tokenize_pool is None:
             return encode()

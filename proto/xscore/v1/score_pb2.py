@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15xscore/v1/score.proto\x12\txscore.v1\" \n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xd2\x01\n\x0cScoreRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x1e\n\x05items\x18\x03 \x03(\x0b\x32\x0f.xscore.v1.Item\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x12\n\nraw_scores\x18\x05 \x01(\x08\x12\x15\n\x08truncate\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0breturn_text\x18\x07 \x01(\x08\x12\x18\n\x0binstruction\x18\x08 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_truncateB\x0e\n\x0c_instruction\"e\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"9\n\x05Usage\x12\r\n\x05pairs\x18\x01 \x01(\r\x12\x0e\n\x06tokens\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x03(\r\"W\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x13\n\x0btokenize_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\x89\x01\n\rScoreResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12%\n\x06scores\x18\x02 \x03(\x0b\x32\x15.xscore.v1.ScoredItem\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.xscore.v1.Usage\x12!\n\x06timing\x18\x04 \x01(\x0b\x32\x11.xscore.v1.Timing\"\xa8\x01\n\x11ScorePairsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07queries\x18\x02 \x03(\t\x12\x11\n\tdocuments\x18\x03 \x03(\t\x12\x12\n\nraw_scores\x18\x04 \x01(\x08\x12\x15\n\x08truncate\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0binstruction\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_truncateB\x0e\n\x0c_instruction\"w\n\x12ScorePairsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.xscore.v1.Usage\x12!\n\x06timing\x18\x04 \x01(\x0b\x32\x11.xscore.v1.Timing\"R\n\x12ScoreStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07request\x18\x02 \x01(\x0b\x32\x17.xscore.v1.ScoreRequest\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x85\x01\n\x13ScoreStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.xscore.v1.ScoreResponseH\x00\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.xscore.v1.StatusH\x00\x42\x08\n\x06result\"\x13\n\x11ListModelsRequest\"\xb6\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\nmax_length\x18\x06 \x01(\r\x12\x1d\n\x15max_items_per_request\x18\x07 \x01(\r\x12\x18\n\x10max_batch_tokens\x18\x08 \x01(\r\x12\r\n\x05ready\x18\t \x01(\x08\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.xscore.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xea\x02\n\x06Scorer\x12:\n\x05Score\x12\x17.xscore.v1.ScoreRequest\x1a\x18.xscore.v1.ScoreResponse\x12I\n\nScorePairs\x12\x1c.xscore.v1.ScorePairsRequest\x1a\x1d.xscore.v1.ScorePairsResponse\x12P\n\x0bScoreStream\x12\x1d.xscore.v1.ScoreStreamRequest\x1a\x1e.xscore.v1.ScoreStreamResponse(\x01\x30\x01\x12I\n\nListModels\x12\x1c.xscore.v1.ListModelsRequest\x1a\x1d.xscore.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.xscore.v1.GetModelRequest\x1a\x14.xscore.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15xscore/v1/score.proto\x12\txscore.v1\" \n\x04Item\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xf7\x01\n\x0cScoreRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x1e\n\x05items\x18\x03 \x03(\x0b\x32\x0f.xscore.v1.Item\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x12\n\nraw_scores\x18\x05 \x01(\x08\x12\x15\n\x08truncate\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0breturn_text\x18\x07 \x01(\x08\x12\x18\n\x0binstruction\x18\x08 \x01(\tH\x01\x88\x01\x01\x12#\n\x07lengths\x18\t \x01(\x0b\x32\x12.xscore.v1.LengthsB\x0b\n\t_truncateB\x0e\n\x0c_instruction\"\xb9\x02\n\x07Lengths\x12\x1f\n\x12max_tokens_per_doc\x18\x01 \x01(\rH\x00\x88\x01\x01\x12!\n\x14max_tokens_per_query\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1b\n\x0elong_documents\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x1a\n\rchunk_overlap\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x16\n\taggregate\x18\x05 \x01(\tH\x04\x88\x01\x01\x12\x1f\n\x12max_chunks_per_doc\x18\x06 \x01(\rH\x05\x88\x01\x01\x42\x15\n\x13_max_tokens_per_docB\x17\n\x15_max_tokens_per_queryB\x11\n\x0f_long_documentsB\x10\n\x0e_chunk_overlapB\x0c\n\n_aggregateB\x15\n\x13_max_chunks_per_doc\"e\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_text\"Z\n\x05Usage\x12\r\n\x05pairs\x18\x01 \x01(\r\x12\x0e\n\x06tokens\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x03(\r\x12\x0f\n\x07windows\x18\x04 \x03(\r\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\r\"W\n\x06Timing\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x13\n\x0btokenize_ms\x18\x02 \x01(\x01\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\x89\x01\n\rScoreResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12%\n\x06scores\x18\x02 \x03(\x0b\x32\x15.xscore.v1.ScoredItem\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.xscore.v1.Usage\x12!\n\x06timing\x18\x04 \x01(\x0b\x32\x11.xscore.v1.Timing\"\xcd\x01\n\x11ScorePairsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07queries\x18\x02 \x03(\t\x12\x11\n\tdocuments\x18\x03 \x03(\t\x12\x12\n\nraw_scores\x18\x04 \x01(\x08\x12\x15\n\x08truncate\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x18\n\x0binstruction\x18\x06 \x01(\tH\x01\x88\x01\x01\x12#\n\x07lengths\x18\x07 \x01(\x0b\x32\x12.xscore.v1.LengthsB\x0b\n\t_truncateB\x0e\n\x0c_instruction\"w\n\x12ScorePairsResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x1f\n\x05usage\x18\x03 \x01(\x0b\x32\x10.xscore.v1.Usage\x12!\n\x06timing\x18\x04 \x01(\x0b\x32\x11.xscore.v1.Timing\"R\n\x12ScoreStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x07request\x18\x02 \x01(\x0b\x32\x17.xscore.v1.ScoreRequest\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x85\x01\n\x13ScoreStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.xscore.v1.ScoreResponseH\x00\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x11.xscore.v1.StatusH\x00\x42\x08\n\x06result\"\x13\n\x11ListModelsRequest\"\xb6\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x12\n\nmax_length\x18\x06 \x01(\r\x12\x1d\n\x15max_items_per_request\x18\x07 \x01(\r\x12\x18\n\x10max_batch_tokens\x18\x08 \x01(\r\x12\r\n\x05ready\x18\t \x01(\x08\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.xscore.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xea\x02\n\x06Scorer\x12:\n\x05Score\x12\x17.xscore.v1.ScoreRequest\x1a\x18.xscore.v1.ScoreResponse\x12I\n\nScorePairs\x12\x1c.xscore.v1.ScorePairsRequest\x1a\x1d.xscore.v1.ScorePairsResponse\x12P\n\x0bScoreStream\x12\x1d.xscore.v1.ScoreStreamRequest\x1a\x1e.xscore.v1.ScoreStreamResponse(\x01\x30\x01\x12I\n\nListModels\x12\x1c.xscore.v1.ListModelsRequest\x1a\x1d.xscore.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.xscore.v1.GetModelRequest\x1a\x14.xscore.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,33 +34,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ITEM']._serialized_start=36
   _globals['_ITEM']._serialized_end=68
   _globals['_SCOREREQUEST']._serialized_start=71
-  _globals['_SCOREREQUEST']._serialized_end=281
-  _globals['_SCOREDITEM']._serialized_start=283
-  _globals['_SCOREDITEM']._serialized_end=384
-  _globals['_USAGE']._serialized_start=386
-  _globals['_USAGE']._serialized_end=443
-  _globals['_TIMING']._serialized_start=445
-  _globals['_TIMING']._serialized_end=532
-  _globals['_SCORERESPONSE']._serialized_start=535
-  _globals['_SCORERESPONSE']._serialized_end=672
-  _globals['_SCOREPAIRSREQUEST']._serialized_start=675
-  _globals['_SCOREPAIRSREQUEST']._serialized_end=843
-  _globals['_SCOREPAIRSRESPONSE']._serialized_start=845
-  _globals['_SCOREPAIRSRESPONSE']._serialized_end=964
-  _globals['_SCORESTREAMREQUEST']._serialized_start=966
-  _globals['_SCORESTREAMREQUEST']._serialized_end=1048
-  _globals['_STATUS']._serialized_start=1050
-  _globals['_STATUS']._serialized_end=1089
-  _globals['_SCORESTREAMRESPONSE']._serialized_start=1092
-  _globals['_SCORESTREAMRESPONSE']._serialized_end=1225
-  _globals['_LISTMODELSREQUEST']._serialized_start=1227
-  _globals['_LISTMODELSREQUEST']._serialized_end=1246
-  _globals['_MODELINFO']._serialized_start=1249
-  _globals['_MODELINFO']._serialized_end=1431
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1433
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1491
-  _globals['_GETMODELREQUEST']._serialized_start=1493
-  _globals['_GETMODELREQUEST']._serialized_end=1524
-  _globals['_SCORER']._serialized_start=1527
-  _globals['_SCORER']._serialized_end=1889
+  _globals['_SCOREREQUEST']._serialized_end=318
+  _globals['_LENGTHS']._serialized_start=321
+  _globals['_LENGTHS']._serialized_end=634
+  _globals['_SCOREDITEM']._serialized_start=636
+  _globals['_SCOREDITEM']._serialized_end=737
+  _globals['_USAGE']._serialized_start=739
+  _globals['_USAGE']._serialized_end=829
+  _globals['_TIMING']._serialized_start=831
+  _globals['_TIMING']._serialized_end=918
+  _globals['_SCORERESPONSE']._serialized_start=921
+  _globals['_SCORERESPONSE']._serialized_end=1058
+  _globals['_SCOREPAIRSREQUEST']._serialized_start=1061
+  _globals['_SCOREPAIRSREQUEST']._serialized_end=1266
+  _globals['_SCOREPAIRSRESPONSE']._serialized_start=1268
+  _globals['_SCOREPAIRSRESPONSE']._serialized_end=1387
+  _globals['_SCORESTREAMREQUEST']._serialized_start=1389
+  _globals['_SCORESTREAMREQUEST']._serialized_end=1471
+  _globals['_STATUS']._serialized_start=1473
+  _globals['_STATUS']._serialized_end=1512
+  _globals['_SCORESTREAMRESPONSE']._serialized_start=1515
+  _globals['_SCORESTREAMRESPONSE']._serialized_end=1648
+  _globals['_LISTMODELSREQUEST']._serialized_start=1650
+  _globals['_LISTMODELSREQUEST']._serialized_end=1669
+  _globals['_MODELINFO']._serialized_start=1672
+  _globals['_MODELINFO']._serialized_end=1854
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1856
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1914
+  _globals['_GETMODELREQUEST']._serialized_start=1916
+  _globals['_GETMODELREQUEST']._serialized_end=1947
+  _globals['_SCORER']._serialized_start=1950
+  _globals['_SCORER']._serialized_end=2312
 # @@protoc_insertion_point(module_scope)

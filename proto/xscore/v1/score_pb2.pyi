@@ -15,7 +15,7 @@ class Item(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("model", "query", "items", "top_k", "raw_scores", "truncate", "return_text", "instruction")
+    __slots__ = ("model", "query", "items", "top_k", "raw_scores", "truncate", "return_text", "instruction", "lengths")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class ScoreRequest(_message.Message):
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     RETURN_TEXT_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     model: str
     query: str
     items: _containers.RepeatedCompositeFieldContainer[Item]
@@ -32,7 +33,24 @@ class ScoreRequest(_message.Message):
     truncate: bool
     return_text: bool
     instruction: str
-    def __init__(self, model: _Optional[str] = ..., query: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., top_k: _Optional[int] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., instruction: _Optional[str] = ...) -> None: ...
+    lengths: Lengths
+    def __init__(self, model: _Optional[str] = ..., query: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., top_k: _Optional[int] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., instruction: _Optional[str] = ..., lengths: _Optional[_Union[Lengths, _Mapping]] = ...) -> None: ...
+
+class Lengths(_message.Message):
+    __slots__ = ("max_tokens_per_doc", "max_tokens_per_query", "long_documents", "chunk_overlap", "aggregate", "max_chunks_per_doc")
+    MAX_TOKENS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_PER_QUERY_FIELD_NUMBER: _ClassVar[int]
+    LONG_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNKS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
+    max_tokens_per_doc: int
+    max_tokens_per_query: int
+    long_documents: str
+    chunk_overlap: int
+    aggregate: str
+    max_chunks_per_doc: int
+    def __init__(self, max_tokens_per_doc: _Optional[int] = ..., max_tokens_per_query: _Optional[int] = ..., long_documents: _Optional[str] = ..., chunk_overlap: _Optional[int] = ..., aggregate: _Optional[str] = ..., max_chunks_per_doc: _Optional[int] = ...) -> None: ...
 
 class ScoredItem(_message.Message):
     __slots__ = ("item_id", "index", "score", "rank", "text")
@@ -49,14 +67,18 @@ class ScoredItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., index: _Optional[int] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("pairs", "tokens", "truncated")
+    __slots__ = ("pairs", "tokens", "truncated", "windows", "cached")
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     pairs: int
     tokens: int
     truncated: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, pairs: _Optional[int] = ..., tokens: _Optional[int] = ..., truncated: _Optional[_Iterable[int]] = ...) -> None: ...
+    windows: _containers.RepeatedScalarFieldContainer[int]
+    cached: int
+    def __init__(self, pairs: _Optional[int] = ..., tokens: _Optional[int] = ..., truncated: _Optional[_Iterable[int]] = ..., windows: _Optional[_Iterable[int]] = ..., cached: _Optional[int] = ...) -> None: ...
 
 class Timing(_message.Message):
     __slots__ = ("queue_ms", "tokenize_ms", "inference_ms", "total_ms")
@@ -83,20 +105,22 @@ class ScoreResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., timing: _Optional[_Union[Timing, _Mapping]] = ...) -> None: ...
 
 class ScorePairsRequest(_message.Message):
-    __slots__ = ("model", "queries", "documents", "raw_scores", "truncate", "instruction")
+    __slots__ = ("model", "queries", "documents", "raw_scores", "truncate", "instruction", "lengths")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     RAW_SCORES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     model: str
     queries: _containers.RepeatedScalarFieldContainer[str]
     documents: _containers.RepeatedScalarFieldContainer[str]
     raw_scores: bool
     truncate: bool
     instruction: str
-    def __init__(self, model: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., instruction: _Optional[str] = ...) -> None: ...
+    lengths: Lengths
+    def __init__(self, model: _Optional[str] = ..., queries: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ..., raw_scores: _Optional[bool] = ..., truncate: _Optional[bool] = ..., instruction: _Optional[str] = ..., lengths: _Optional[_Union[Lengths, _Mapping]] = ...) -> None: ...
 
 class ScorePairsResponse(_message.Message):
     __slots__ = ("model", "scores", "usage", "timing")
