@@ -202,39 +202,79 @@ def families() -> list[Family]:
 FAMILY_NAMES = ("bert", "electra", "distilbert", "roberta", "xlm-roberta", "deberta-v3", "modernbert", "qwen3-seq-cls")
 
 
-def causal_reranker() -> Family:
-    """A Qwen3ForCausalLM reranker (Qwen3-Reranker's shape): scored by logit("yes") - logit("no")
-    at the last position of its chat prompt; its answer rows are spread like the heads above."""
-    from xscore.service.models.prompts import QWEN3_RERANKER
+def gemma_tokenizer(max_length: int = 8192):
+    """Gemma's conventions: SentencePiece-style BPE over "▁"-joined words, <pad> 0, <eos> 1, <bos> 2."""
 
-    tokenizer = decoder_bpe_tokenizer(4096)
-    tokenizer.add_tokens(["yes", "no", "<think>", "</think>"])
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Replace(" ", "\u2581")
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("\u2581", "merged_with_next")
+    tokenizer.decoder = decoders.Replace("\u2581", " ")
+    tokenizer.train_from_iterator(_texts(), trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"]))
+    return _fast(tokenizer, max_length, ("input_ids", "attention_mask"), bos_token="<bos>", eos_token="<eos>",
+                 pad_token="<pad>", unk_token="<unk>")
+
+
+def _spread_answers(model, tokenizer, profile) -> None:
+    """Rescale the answer rows so the score over real prompts spreads by about LOGIT_SPREAD."""
+    import torch
+
+    yes = tokenizer.convert_tokens_to_ids(profile.yes_token)
+    no = tokenizer.convert_tokens_to_ids(profile.no_token) if profile.no_token else None
+    prefix = tokenizer.encode(profile.prefix, add_special_tokens=False)
+    suffix = tokenizer.encode(profile.suffix, add_special_tokens=False)
+    rows = model.lm_head.weight
+    with torch.inference_mode():
+        scores = []
+        for query, document in calibration_pairs(16, seed=7):
+            body = [token for part in profile.render(query, document) for token in
+                    tokenizer.encode(part, add_special_tokens=False)]
+            last = model(input_ids=torch.tensor([(prefix + body + suffix)[:256]])).logits[0, -1]
+            scores.append(last[yes] - (last[no] if no is not None else 0.0))
+        spread = float(torch.stack(scores).std())
+        base = rows[no] if no is not None else torch.zeros_like(rows[yes])
+        rows[yes] = base + (rows[yes] - base) * (LOGIT_SPREAD / max(spread, 1e-6))
+
+
+def causal_reranker(profile_name: str = "qwen3-reranker") -> Family:
+    """A causal-LM reranker of one profile's shape (Qwen3-Reranker, mxbai-rerank-v2, bge-reranker-v2-gemma),
+    scored at the last position of its prompt; its answer rows are spread like the heads above.
+    Build it into a folder named after the profile: mxbai's and BAAI's profiles also match on the
+    model's name, since their architectures are those of plain chat models."""
+    from xscore.service.models.prompts import BGE_RERANKER_V2_GEMMA, MXBAI_RERANK_V2, QWEN3_RERANKER
+
+    profile = {profile.name: profile for profile in (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA)}[
+        profile_name]
+    if profile is BGE_RERANKER_V2_GEMMA:
+        tokenizer = gemma_tokenizer()
+        tokenizer.add_tokens(["Yes"])
+        config_class, extra = "GemmaConfig", {"head_dim": 32, "max_position_embeddings": 8192,
+                                              "bos_token_id": 2, "eos_token_id": 1}
+        real = ("BAAI/bge-reranker-v2-gemma",)
+    else:
+        tokenizer = decoder_bpe_tokenizer(4096)
+        if profile is QWEN3_RERANKER:
+            tokenizer.add_tokens(["yes", "no", "<think>", "</think>"])
+            config_class, extra = "Qwen3Config", {"head_dim": 32, "max_position_embeddings": 4096}
+            real = ("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B", "Qwen/Qwen3-Reranker-8B")
+        else:  # "0" and "1" are byte-level tokens already
+            config_class, extra = "Qwen2Config", {"max_position_embeddings": 4096}
+            real = ("mixedbread-ai/mxbai-rerank-base-v2", "mixedbread-ai/mxbai-rerank-large-v2")
 
     def build(destination: Path) -> Path:
         import torch
-        from transformers import Qwen3Config, Qwen3ForCausalLM
+        import transformers
 
         torch.manual_seed(0)
-        config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-                             max_position_embeddings=4096, initializer_range=0.1, tie_word_embeddings=False,
-                             pad_token_id=tokenizer.pad_token_id)
-        model = Qwen3ForCausalLM(config).eval()
-        yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-        texts = [QWEN3_RERANKER.prefix + QWEN3_RERANKER.text(q, d) + QWEN3_RERANKER.suffix
-                 for q, d in calibration_pairs(16, seed=7)]
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt",
-                            add_special_tokens=False)
-        rows = model.lm_head.weight
-        with torch.inference_mode():
-            last = encoded["attention_mask"].sum(dim=1) - 1
-            logits = model(**encoded).logits[torch.arange(len(texts)), last]
-            spread = float((logits[:, yes] - logits[:, no]).std())
-            rows[yes] = rows[no] + (rows[yes] - rows[no]) * (LOGIT_SPREAD / max(spread, 1e-6))
+        config = getattr(transformers, config_class)(
+            vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, initializer_range=0.1, tie_word_embeddings=False,
+            pad_token_id=tokenizer.pad_token_id, **extra)
+        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        _spread_answers(model, tokenizer, profile)
         destination.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(destination)
         tokenizer.save_pretrained(destination)
         return destination
 
-    return Family("qwen3-reranker", build, ("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B",
-                                            "Qwen/Qwen3-Reranker-8B"))
+    return Family(profile.name, build, real)

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     machine = f"{platform.machine()}, {cpu_class()}"
-    chosen = [family for family in (*families(), causal_reranker()) if not args.only or family.name in args.only]
+    causal = [causal_reranker(name) for name in ("qwen3-reranker", "mxbai-rerank-v2", "bge-reranker-v2-gemma")]
+    chosen = [family for family in (*families(), *causal) if not args.only or family.name in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["XSCORE_CACHE"] = str(Path(scratch) / "cache")  # exports and `auto` share it

@@ -316,19 +316,25 @@ class _Exporter:
         if not (output / "tokenizer.json").is_file():
             raise model_error(f"{model_dir} has no fast tokenizer (tokenizer.json could not be made)")
 
-    def _answer_tokens(self, tokenizer, prompt: PromptProfile, model_dir: Path) -> tuple[int, int]:
-        ids = []
+    def _answer_tokens(self, tokenizer, prompt: PromptProfile, model_dir: Path) -> tuple[int, int | None]:
+        """The ids of the profile's yes and no tokens (no: None when the score is the yes logit alone)."""
+        ids: list[int | None] = []
         for token in (prompt.yes_token, prompt.no_token):
+            if token is None:
+                ids.append(None)
+                continue
             found = tokenizer.convert_tokens_to_ids(token)
             if found is None or found == tokenizer.unk_token_id:
                 raise model_error(f"{model_dir}: the answer token {token!r} of prompt profile {prompt.name} "
                                   "is not one token of this tokenizer")
             ids.append(found)
+        assert ids[0] is not None
         return ids[0], ids[1]
 
     def _as_classifier(self, model_dir: Path, prompt: PromptProfile, destination: Path) -> None:
-        """The same body with a 1-logit head `W[yes] - W[no]`: its logit at the last non-pad token
-        is logit_yes - logit_no of the language model, and the vocabulary is never computed."""
+        """The same body with a 1-logit head `W[yes] - W[no]` (or `W[yes]`): its logit at the last
+        non-pad token is logit_yes - logit_no (or logit_yes) of the language model, and the
+        vocabulary is never computed."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -345,7 +351,8 @@ class _Exporter:
         body.load_state_dict(getattr(causal, causal.base_model_prefix).state_dict())
         answers = causal.get_output_embeddings().weight.detach()
         with self._torch.no_grad():
-            classifier.score.weight.copy_((answers[yes] - answers[no]).unsqueeze(0))
+            head = answers[yes] if no is None else answers[yes] - answers[no]
+            classifier.score.weight.copy_(head.unsqueeze(0))
         classifier.save_pretrained(destination)
         tokenizer.save_pretrained(destination)
 
@@ -354,7 +361,8 @@ class _Exporter:
         """Each pair scored alone by the PyTorch model (no padding, no batch-mates). The variant is
         scored in mixed-length batches, so a score that depends on its batch-mates (a wrong pad
         id, a pooling that reads padding) fails the gate instead of passing on both sides. A
-        causal-LM reranker is scored as its own model: logit_yes - logit_no at the last token."""
+        causal-LM reranker is scored as its own model: logit_yes - logit_no (or logit_yes) at the
+        last token."""
         if prompt is not None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -363,7 +371,8 @@ class _Exporter:
 
             def run(batch: EncodedBatch) -> np.ndarray:
                 last = model(input_ids=self._torch.from_numpy(batch.input_ids)).logits[:, -1]
-                return (last[:, yes] - last[:, no]).float().numpy()[:, None]
+                score = last[:, yes] if no is None else last[:, yes] - last[:, no]
+                return score.float().numpy()[:, None]
         else:
             model = self._auto_model.from_pretrained(str(model_dir), dtype=self._torch.float32).eval()
             wants_types = "token_type_ids" in model.forward.__code__.co_varnames

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +96,30 @@ def window_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
         start = spans[-1][0] + size - overlap
         spans.append((start, min(start + size, length)))
     return spans
+
+
+class _PromptRuns:
+    """A prompted pair's tokens in five runs: before the query, the query, between, the document,
+    after. A token belongs to a field when its characters overlap the field's."""
+
+    def __init__(self) -> None:
+        self.head: list[int] = []
+        self.query: list[int] = []
+        self.middle: list[int] = []
+        self.document: list[int] = []
+        self.tail: list[int] = []
+        self._literal = self.head
+
+    def add(self, encoding: Encoding, query: tuple[int, int] | None, document: tuple[int, int] | None) -> None:
+        for token, (start, end) in zip(encoding.ids, encoding.offsets):
+            if query is not None and end > query[0] and start < query[1]:
+                self.query.append(token)
+                self._literal = self.middle
+            elif document is not None and end > document[0] and start < document[1]:
+                self.document.append(token)
+                self._literal = self.tail
+            else:
+                self._literal.append(token)
 
 
 class PairTokenizer:
@@ -237,87 +260,53 @@ class PairTokenizer:
 
     def _encode_prompted(self, queries: Sequence[str], documents: Sequence[str], truncate: bool,
                          instruction: str | None, lengths: LengthPolicy) -> list[EncodedDocument]:
+        """Each pair's body parts tokenized one by one (as the reranker's own recipe does), split
+        by character offsets into the runs around the query and the document, then fitted."""
         assert self.prompt is not None
-        texts = [self.prompt.text(query, document, instruction) for query, document in zip(queries, documents)]
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
-        documents_out = []
-        for index, encoding in enumerate(encodings):
-            fits = len(encoding.ids) <= self.content_budget
-            if lengths.max_tokens_per_query is None and lengths.max_tokens_per_doc is None and (
-                    fits or lengths.long_documents != "chunk"):
-                pair = self._assemble_prompt(index, encoding.ids, truncate)
-                documents_out.append(EncodedDocument([pair], pair.truncated))
-                continue
-            documents_out.append(self._prompt_parts(index, queries[index], documents[index], instruction,
-                                                    truncate, lengths, encoding.ids))
-        return documents_out
+        rendered = [self.prompt.spans(query, document, instruction) for query, document in zip(queries, documents)]
+        encodings = iter(self._tokenizer.encode_batch([text for parts in rendered for text, _, _ in parts],
+                                                      add_special_tokens=False))
+        fitted = []
+        for index, parts in enumerate(rendered):
+            runs = _PromptRuns()
+            for (_, query_span, document_span), encoding in zip(parts, encodings):
+                runs.add(encoding, query_span, document_span)
+            fitted.append(self._fit_prompted(index, runs, truncate, lengths))
+        return fitted
 
-    def _prompt_parts(self, index: int, query: str, document: str, instruction: str | None, truncate: bool,
-                      lengths: LengthPolicy, whole: list[int]) -> EncodedDocument:
-        """A prompted pair whose query or document is capped or windowed: the body is encoded part
-        by part (literal text, instruction, query, document) so each side can be cut on its own
-        tokens; a pair that turns out to need no cut keeps the whole body's encoding."""
+    def _fit_prompted(self, index: int, runs: _PromptRuns, truncate: bool, lengths: LengthPolicy) -> EncodedDocument:
+        """Caps first; over the max length the document loses its end (or, in chunk mode, is
+        windowed) and the query keeps what the document leaves, at least its share of the room."""
         assert self.prompt is not None
-        encode = self._tokenizer.encode
-        values = {"instruction": instruction or self.prompt.default_instruction}
-        before: list[int] = []
-        after: list[int] = []
-        query_ids: list[int] = []
-        doc_ids: list[int] | None = None
-        for literal, name, _, _ in string.Formatter().parse(self.prompt.body):
-            target = before if doc_ids is None else after
-            if literal:
-                target.extend(encode(literal, add_special_tokens=False).ids)
-            if name == "document":
-                doc_ids = encode(document, add_special_tokens=False).ids
-            elif name == "query" and doc_ids is None:
-                query_ids = encode(query, add_special_tokens=False).ids
-                target.append(-1)  # where the query goes, once its cut is known
-            elif name is not None:
-                target.extend(encode(values.get(name, query), add_special_tokens=False).ids)
-        if doc_ids is None or -1 not in before:
-            raise model_error(f"prompt profile {self.prompt.name!r}: token caps and chunking need a body with "
-                              "{query} before {document}")
+        query, document = runs.query, runs.document
         capped = False
-        if lengths.max_tokens_per_query is not None and len(query_ids) > lengths.max_tokens_per_query:
-            query_ids, capped = query_ids[: lengths.max_tokens_per_query], True
-        if lengths.max_tokens_per_doc is not None and len(doc_ids) > lengths.max_tokens_per_doc:
-            doc_ids, capped = doc_ids[: lengths.max_tokens_per_doc], True
-        others = len(before) - 1 + len(after)
-        if not capped and (len(whole) <= self.content_budget or lengths.long_documents != "chunk"):
-            pair = self._assemble_prompt(index, whole, truncate)
-            return EncodedDocument([pair], pair.truncated)
-        fixed = others + len(query_ids)
-        if lengths.long_documents != "chunk" or fixed + len(doc_ids) <= self.content_budget:
-            body = _splice(before, query_ids) + doc_ids + after
-            pair = self._assemble_prompt(index, body, truncate)
-            return EncodedDocument([pair], pair.truncated or capped)
-        query_share = max(1, self.content_budget - others - self.content_budget // 2)
-        if len(query_ids) > query_share:
-            if not truncate:
-                raise _over_length(index, fixed + len(doc_ids) + self.special_tokens,
-                                   f"prompt {self.special_tokens + others}, query {len(query_ids)} over its share "
-                                   f"{query_share}, document {len(doc_ids)}", self.max_length)
-            query_ids, capped = query_ids[:query_share], True
-        head = _splice(before, query_ids)
-        room = self.content_budget - len(head) - len(after)
-        spans = self._spans(index, len(doc_ids), room, lengths, truncate,
-                            f"the prompt's {self.special_tokens + others} and the query's {len(query_ids)} tokens")
-        windows = []
-        for start, stop in spans:
-            ids = self._prefix + head + doc_ids[start:stop] + after + self._suffix
-            windows.append(EncodedPair(ids, [0] * len(ids), False))
-        return EncodedDocument(windows, capped or spans[-1][1] < len(doc_ids))
+        if lengths.max_tokens_per_query is not None and len(query) > lengths.max_tokens_per_query:
+            query, capped = query[: lengths.max_tokens_per_query], True
+        if lengths.max_tokens_per_doc is not None and len(document) > lengths.max_tokens_per_doc:
+            document, capped = document[: lengths.max_tokens_per_doc], True
+        fixed = len(runs.head) + len(runs.middle) + len(runs.tail)
+        room = self.content_budget - fixed  # for the query and the document together
+        if len(query) + len(document) <= room:
+            return EncodedDocument([self._prompt_pair(runs, query, document)], capped)
+        chunk = lengths.long_documents == "chunk"
+        share = max(1, int(room * self.prompt.query_share))
+        keep_query = min(len(query), max(share, room - len(document)))
+        if room < 2 or (not truncate and (keep_query < len(query) or not chunk)):
+            raise _over_length(index, fixed + len(query) + len(document) + self.special_tokens,
+                               f"prompt {fixed + self.special_tokens}, query {len(query)}, document {len(document)}",
+                               self.max_length)
+        cut_query = keep_query < len(query)
+        query = query[:keep_query]
+        if not chunk:
+            return EncodedDocument([self._prompt_pair(runs, query, document[: room - keep_query])], True)
+        spans = self._spans(index, len(document), room - keep_query, lengths, truncate,
+                            f"the prompt's {fixed + self.special_tokens} and the query's {keep_query} tokens")
+        windows = [self._prompt_pair(runs, query, document[start:stop]) for start, stop in spans]
+        return EncodedDocument(windows, capped or cut_query or spans[-1][1] < len(document))
 
-    def _assemble_prompt(self, index: int, body: list[int], truncate: bool) -> EncodedPair:
-        """The prompt around the body; an over-long body loses its end (the document's tail), as
-        the reranker's own tokenizer call truncates it, and the suffix that asks for the answer stays."""
-        truncated = len(body) > self.content_budget
-        if truncated and not truncate:
-            raise _over_length(index, len(body) + self.special_tokens, f"prompt {self.special_tokens}, "
-                               f"instruction + query + document {len(body)}", self.max_length)
-        ids = self._prefix + body[: self.content_budget] + self._suffix
-        return EncodedPair(ids, [0] * len(ids), truncated)
+    def _prompt_pair(self, runs: _PromptRuns, query: list[int], document: list[int]) -> EncodedPair:
+        ids = self._prefix + runs.head + query + runs.middle + document + runs.tail + self._suffix
+        return EncodedPair(ids, [0] * len(ids), False)
 
     def _assemble(self, index: int, query: Encoding, document: Encoding, truncate: bool) -> EncodedPair:
         query_len, doc_len = len(query.ids), len(document.ids)
@@ -353,12 +342,6 @@ def _slice(encoding: Encoding, start: int, stop: int) -> Encoding:
     if start:
         piece.truncate(stop - start, direction="left")
     return piece
-
-
-def _splice(before: list[int], query: list[int]) -> list[int]:
-    """`before` with the query's ids where its placeholder (-1) stands."""
-    at = before.index(-1)
-    return before[:at] + query + before[at + 1:]
 
 
 def pad_batch(pairs: Sequence[EncodedPair], pad_id: int) -> EncodedBatch:
