@@ -185,6 +185,45 @@ def test_the_stream_answers_every_request_by_id_with_errors_in_band(server):
     assert answers["bad"].error.code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
+def _with_invalid_utf8(message) -> bytes:
+    """The message's bytes with its query's text replaced by bytes that are not UTF-8."""
+    data = message.SerializeToString()
+    assert data.count(b"QQQQ") == 1
+    return data.replace(b"QQQQ", b"Q\xff\xfeQ")
+
+
+def test_invalid_utf8_in_a_protobuf_string_is_invalid_argument_and_the_server_stays_up(server):
+    bad = _with_invalid_utf8(score_pb2.ScoreRequest(model="tiny", query="QQQQ", items=[score_pb2.Item(text="d")]))
+    bad_pairs = _with_invalid_utf8(score_pb2.ScorePairsRequest(model="tiny", queries=["QQQQ"], documents=["d"]))
+    with grpc.insecure_channel(server.address) as channel:
+        for method, data in (("Score", bad), ("ScorePairs", bad_pairs)):
+            call = channel.unary_unary(f"/xscore.v1.Scorer/{method}", request_serializer=None,
+                                       response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as refused:
+                call(data, timeout=10)
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "valid UTF-8" in refused.value.details()
+            assert dict(refused.value.trailing_metadata())["xscore-error-code"] == "INVALID_ARGUMENT"
+    with ScorerClient(server.address, retry=NO_RETRY) as client:
+        assert len(client.score("q", ["d"], model="tiny").scores) == 1
+
+
+def test_an_unreadable_stream_message_is_answered_in_band_and_the_stream_goes_on(server):
+    good = score_pb2.ScoreStreamRequest(request_id="good", request=score_pb2.ScoreRequest(
+        model="tiny", query="q", items=[score_pb2.Item(text="d")]))
+    bad = _with_invalid_utf8(score_pb2.ScoreStreamRequest(request_id="bad", request=score_pb2.ScoreRequest(
+        model="tiny", query="QQQQ", items=[score_pb2.Item(text="d")])))
+    with grpc.insecure_channel(server.address) as channel:
+        call = channel.stream_stream("/xscore.v1.Scorer/ScoreStream", request_serializer=None,
+                                     response_deserializer=score_pb2.ScoreStreamResponse.FromString)
+        answers = list(call(iter([bad, good.SerializeToString()]), timeout=30))
+    by_id = {answer.request_id: answer for answer in answers}
+    assert set(by_id) == {"", "good"}  # the unreadable one has no id to echo
+    assert by_id[""].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "valid UTF-8" in by_id[""].error.message
+    assert len(by_id["good"].response.scores) == 1
+
+
 _OCCUPIED = itertools.count()
 
 

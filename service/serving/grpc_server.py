@@ -13,11 +13,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from xscore.api import wire
-from xscore.api.errors import REQUEST_ID_METADATA, ErrorCode, XscoreError
+from xscore.api.errors import REQUEST_ID_METADATA, ErrorCode, XscoreError, invalid
 from xscore.api.tls import TlsFiles
 from xscore.service.serving.grpc_auth import BearerTokenInterceptor
 from xscore.service.serving.scorer import Scorer
@@ -31,6 +32,36 @@ STREAM_IN_FLIGHT = 64
 SERVICE_NAME = score_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
 
 
+class Undecodable:
+    """A request whose bytes are no valid message (a string field holding invalid UTF-8, say). The
+    method answers it INVALID_ARGUMENT; left to grpc, a failed parse is an UNKNOWN status."""
+
+    __slots__ = ("type_name", "reason")
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        self.type_name = type_name
+        self.reason = reason
+
+    def error(self) -> XscoreError:
+        return invalid(f"the request is not a valid {self.type_name} ({self.reason}); string fields must be "
+                       "valid UTF-8", field="request")
+
+
+def _lenient(message_type):
+    def deserialize(data: bytes):
+        try:
+            return message_type.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_type.DESCRIPTOR.full_name, str(exc) or "cannot parse it")
+    return deserialize
+
+
+def _decoded(request):
+    if isinstance(request, Undecodable):
+        raise request.error()
+    return request
+
+
 class ScorerServicer(score_pb2_grpc.ScorerServicer):
     def __init__(self, scorer: Scorer) -> None:
         self._scorer = scorer
@@ -42,6 +73,24 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
                          context: grpc.aio.ServicerContext) -> score_pb2.ScorePairsResponse:
         return await _guarded(context, "ScorePairs", self._score_pairs(request, context))
 
+    def handlers(self) -> grpc.GenericRpcHandler:
+        """The service's method table, parsing requests leniently (see `Undecodable`)."""
+        unary, stream = grpc.unary_unary_rpc_method_handler, grpc.stream_stream_rpc_method_handler
+        methods = {
+            "Score": unary(self.Score, _lenient(score_pb2.ScoreRequest), score_pb2.ScoreResponse.SerializeToString),
+            "ScorePairs": unary(self.ScorePairs, _lenient(score_pb2.ScorePairsRequest),
+                                score_pb2.ScorePairsResponse.SerializeToString),
+            "ScoreStream": stream(self.ScoreStream, _lenient(score_pb2.ScoreStreamRequest),
+                                  score_pb2.ScoreStreamResponse.SerializeToString),
+            "ListModels": unary(self.ListModels, _lenient(score_pb2.ListModelsRequest),
+                                score_pb2.ListModelsResponse.SerializeToString),
+            "GetModel": unary(self.GetModel, _lenient(score_pb2.GetModelRequest), score_pb2.ModelInfo.SerializeToString),
+        }
+        declared = {method.name for method in score_pb2.DESCRIPTOR.services_by_name["Scorer"].methods}
+        if set(methods) != declared:
+            raise RuntimeError(f"the Scorer method table {sorted(methods)} differs from the proto's {sorted(declared)}")
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
+
     async def ScoreStream(self, requests: AsyncIterator[score_pb2.ScoreStreamRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[score_pb2.ScoreStreamResponse]:
         """Score each request as it arrives; answer each when done, errors per request.
@@ -52,14 +101,15 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
         running: set[asyncio.Task] = set()
         slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
 
-        async def answer(message: score_pb2.ScoreStreamRequest) -> None:
+        async def answer(message: score_pb2.ScoreStreamRequest | Undecodable) -> None:
+            request_id = "" if isinstance(message, Undecodable) else message.request_id  # unreadable: no id
             try:
-                response = await self._score(message.request, context)
-                await answers.put(score_pb2.ScoreStreamResponse(request_id=message.request_id, response=response))
+                response = await self._score(_decoded(message).request, context)
+                await answers.put(score_pb2.ScoreStreamResponse(request_id=request_id, response=response))
             except Exception as exc:
                 code, text, _ = _status_of(exc, _request_id(context), "ScoreStream")
                 error = score_pb2.Status(code=code.value[0], message=text)
-                await answers.put(score_pb2.ScoreStreamResponse(request_id=message.request_id, error=error))
+                await answers.put(score_pb2.ScoreStreamResponse(request_id=request_id, error=error))
 
         async def read() -> None:
             async for message in requests:
@@ -82,21 +132,24 @@ class ScorerServicer(score_pb2_grpc.ScorerServicer):
 
     async def ListModels(self, request: score_pb2.ListModelsRequest,
                          context: grpc.aio.ServicerContext) -> score_pb2.ListModelsResponse:
-        models = [wire.encode_model_info(info) for info in self._scorer.list_models()]
-        return score_pb2.ListModelsResponse(models=models)
+        async def listed() -> score_pb2.ListModelsResponse:
+            _decoded(request)
+            return score_pb2.ListModelsResponse(models=[wire.encode_model_info(info)
+                                                        for info in self._scorer.list_models()])
+        return await _guarded(context, "ListModels", listed())
 
     async def GetModel(self, request: score_pb2.GetModelRequest, context: grpc.aio.ServicerContext) -> score_pb2.ModelInfo:
         async def get() -> score_pb2.ModelInfo:
-            return wire.encode_model_info(self._scorer.get_model(request.name))
+            return wire.encode_model_info(self._scorer.get_model(_decoded(request).name))
         return await _guarded(context, "GetModel", get())
 
     async def _score(self, message: score_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> score_pb2.ScoreResponse:
-        request = wire.decode_score_request(message, deadline=_deadline(context))
+        request = wire.decode_score_request(_decoded(message), deadline=_deadline(context))
         return wire.encode_score_result(await self._scorer.score(request))
 
     async def _score_pairs(self, message: score_pb2.ScorePairsRequest,
                            context: grpc.aio.ServicerContext) -> score_pb2.ScorePairsResponse:
-        request = wire.decode_pairs_request(message, deadline=_deadline(context))
+        request = wire.decode_pairs_request(_decoded(message), deadline=_deadline(context))
         return wire.encode_pairs_result(await self._scorer.score_pairs(request))
 
 
@@ -152,7 +205,7 @@ class GrpcServer:
         """Bind, serve, and mark every model SERVING; returns the bound "host:port"."""
         interceptors = [BearerTokenInterceptor(self._auth_token)] if self._auth_token else []
         server = grpc.aio.server(interceptors=interceptors, options=[*wire.CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
-        score_pb2_grpc.add_ScorerServicer_to_server(ScorerServicer(self._scorer), server)
+        server.add_generic_rpc_handlers((ScorerServicer(self._scorer).handlers(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
