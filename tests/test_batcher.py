@@ -122,6 +122,28 @@ def test_cancelled_and_expired_requests_never_reach_the_engine(tiny_model):
     assert metrics.value("xscore_queue_pairs", model="tiny") == 0
 
 
+def test_identical_pairs_of_concurrent_requests_in_one_batch_run_once(tiny_model):
+    async def scenario():
+        metrics = Metrics()
+        batcher = batcher_for(tiny_model, metrics)
+        first = asyncio.create_task(submit(batcher, tiny_model, ["q"] * 3, ["same", "mine", "also the same"]))
+        second = asyncio.create_task(submit(batcher, tiny_model, ["q"] * 3, ["also the same", "yours", "same"]))
+        await asyncio.sleep(0)  # both queued before the engine starts: one batch takes them
+        batcher.start()
+        answers = await asyncio.gather(first, second)
+        await batcher.close()
+        return metrics, answers
+
+    metrics, (first, second) = run(scenario())
+    assert metrics.value("xscore_batch_pairs_count", model="tiny") == 1
+    assert metrics.value("xscore_batch_pairs_sum", model="tiny") == 4  # 6 pairs, 4 distinct
+    assert metrics.value("xscore_batch_duplicate_pairs_total", model="tiny") == 2
+    assert first.logits[0].tolist() == second.logits[2].tolist()
+    assert first.logits[2].tolist() == second.logits[0].tolist()
+    expected = logits_alone(tiny_model, "q", ["same", "mine", "also the same", "yours"])
+    np.testing.assert_allclose(np.concatenate([first.logits, second.logits[1:2]]), expected, atol=1e-5)
+
+
 def test_a_full_queue_fails_fast_with_a_retry_after(tiny_model):
     async def scenario():
         metrics = Metrics()

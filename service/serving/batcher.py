@@ -15,6 +15,8 @@ whenever an engine slot is free; nothing sleeps or polls:
   once (no wait timer);
 - a cancelled job leaves the queue when its future is cancelled; an expired one when its
   deadline timer fires: neither reaches the engine;
+- identical pairs in one batch (concurrent requests asking the same) are run once, and every
+  job that holds one gets the same row;
 - results are written into each job's rows; a job completes when its last pair does.
 """
 
@@ -80,8 +82,9 @@ class Job:
 @dataclass(slots=True)
 class _Batch:
     entries: list[tuple[Job, int]]
-    encoded: EncodedBatch
+    encoded: EncodedBatch  # the distinct pairs of the entries
     jobs: list[Job]  # distinct, in entry order
+    rows: list[int]  # per entry, its pair's row in `encoded`
 
 
 class Batcher:
@@ -266,8 +269,18 @@ class Batcher:
                 job.queued = False
                 self._jobs.remove(job)
         self._publish_depth()
-        encoded = pad_batch([job.pairs[index] for job, index in entries], self.pad_id)
-        return _Batch(entries, encoded, list(taken))
+        distinct: list[EncodedPair] = []
+        rows: list[int] = []
+        seen: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        for job, index in entries:
+            pair = job.pairs[index]
+            row = seen.setdefault((tuple(pair.ids), tuple(pair.type_ids)), len(distinct))
+            if row == len(distinct):
+                distinct.append(pair)
+            rows.append(row)
+        if len(distinct) < len(entries):
+            self.metrics.duplicate_pairs.labels(**self._labels).inc(len(entries) - len(distinct))
+        return _Batch(entries, pad_batch(distinct, self.pad_id), list(taken), rows)
 
     # -- scheduling and inference ----------------------------------------------------------
 
@@ -318,7 +331,7 @@ class Batcher:
         self._pairs_per_s = rate if self._pairs_per_s is None else 0.8 * self._pairs_per_s + 0.2 * rate
         for job in batch.jobs:
             job.inference_s += seconds
-        for (job, index), row in zip(batch.entries, logits):
+        for (job, index), row in zip(batch.entries, logits[batch.rows]):
             if job.future.done():
                 continue  # its caller is gone or its deadline passed
             if job.logits is None:

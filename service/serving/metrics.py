@@ -58,6 +58,9 @@ class Metrics:
         self.cache_bytes = Gauge("xscore_score_cache_bytes", "Bytes the score cache holds (keys, logits, slots).",
                                  registry=r)
         self.cache_entries = Gauge("xscore_score_cache_entries", "Pairs the score cache holds.", registry=r)
+        self.duplicate_pairs = Counter("xscore_batch_duplicate_pairs",
+                                       "Pairs answered by an identical pair of the same engine batch (another "
+                                       "request asked the same).", ["model"], registry=r)
         self.windows = Counter("xscore_document_windows",
                                "Windows scored for documents split in chunk mode (long_documents=chunk).",
                                ["model"], registry=r)
