@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from xscore.api.errors import XscoreError
-from xscore.service.commands import export_cmd, models_cmd, score_cmd, serve_cmd
+from xscore.service.commands import bench_cmd, export_cmd, models_cmd, score_cmd, serve_cmd
 
 # Each module has `register(subparsers)`, which adds its parser with `func` set to its runner.
-COMMANDS = [export_cmd, score_cmd, serve_cmd, models_cmd]
+COMMANDS = [export_cmd, score_cmd, serve_cmd, models_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
