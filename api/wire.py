@@ -49,6 +49,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 
 Metadata = tuple[tuple[str, str], ...]
 
+# The proto's counts are uint32: a larger one (a top_k or a token cap past any request's size)
+# travels as the largest, which means the same thing.
+UINT32_MAX = 2**32 - 1
+
 # Reverse of GRPC_STATUS for errors without the precise-code trailer: the first code listed
 # for a status is its plain meaning.
 _FROM_GRPC: dict[str, ErrorCode] = {}
@@ -63,7 +67,7 @@ def encode_score_request(request: ScoreRequest) -> score_pb2.ScoreRequest:
     return score_pb2.ScoreRequest(
         model=request.model, query=request.query,
         items=[score_pb2.Item(id=item.id or "", text=item.text) for item in request.items],
-        top_k=request.top_k or 0, raw_scores=request.raw_scores, truncate=request.truncate,
+        top_k=min(request.top_k or 0, UINT32_MAX), raw_scores=request.raw_scores, truncate=request.truncate,
         return_text=request.return_text, instruction=request.instruction, lengths=encode_lengths(request.lengths))
 
 
@@ -108,8 +112,9 @@ _LENGTH_FIELDS = ("max_tokens_per_doc", "max_tokens_per_query", "long_documents"
 
 def encode_lengths(lengths: LengthPolicy) -> score_pb2.Lengths:
     """Only the fields the caller set travel: unset ones stay unset, so the server's default applies."""
-    return score_pb2.Lengths(**{name: getattr(lengths, name) for name in _LENGTH_FIELDS
-                                if getattr(lengths, name) is not None})
+    values = {name: getattr(lengths, name) for name in _LENGTH_FIELDS if getattr(lengths, name) is not None}
+    return score_pb2.Lengths(**{name: min(value, UINT32_MAX) if isinstance(value, int) else value
+                                for name, value in values.items()})
 
 
 def decode_lengths(message: score_pb2.Lengths) -> LengthPolicy:

@@ -13,6 +13,7 @@ from gateway_harness import JSON, MSGPACK, LoopThread, decoded, loop, packb, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks import fuzzing
 from xscore.api.errors import HTTP_STATUS, ErrorCode, XscoreError
 from xscore.gateway.codec import DecodeLimits
 from xscore.gateway.errors import error_response
@@ -169,33 +170,15 @@ def test_every_error_code_maps_through_the_shared_table(code, body_format):
 
 # --- fuzz: whatever arrives, the answer is never a 5xx -------------------------------------------
 
-_scalars = st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=20) \
-    | st.binary(max_size=10)
-_values = st.recursive(_scalars, lambda children: st.lists(children, max_size=4)
-                       | st.dictionaries(st.text(max_size=8), children, max_size=4), max_leaves=20)
-_item = st.one_of(st.text(max_size=30), st.fixed_dictionaries({"text": _scalars}, optional={"id": _scalars}), _values)
-_requests = st.fixed_dictionaries(
-    {"query": _item, "items": st.lists(_item, max_size=5) | _values},
-    optional={"options": st.dictionaries(st.sampled_from(["top_k", "raw_scores", "truncate", "return_text"]),
-                                         _scalars), "instruction": _scalars},
-)
-_compat = st.dictionaries(st.sampled_from(["model", "text_1", "text_2", "queries", "documents", "query",
-                                           "top_n", "return_documents"]), _values | st.lists(st.text(max_size=9)))
-
-
-def _json_bytes(value) -> bytes:
-    return json.dumps(value, default=lambda b: b.hex()).encode()
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.one_of(st.binary(max_size=200), _requests.map(packb), _values.map(packb)))
+@given(fuzzing.msgpack_bodies)
 def test_fuzzed_msgpack_bodies_never_get_a_5xx(client, body):
     assert post(client, body).status_code < 500
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(["/v1/score/tiny", "/score", "/v1/rerank"]),
-       body=st.one_of(st.binary(max_size=200), _requests.map(_json_bytes), _compat.map(_json_bytes)))
+       body=fuzzing.json_bodies)
 def test_fuzzed_json_bodies_never_get_a_5xx(client, path, body):
     assert post(client, body, JSON, path=path).status_code < 500
 
@@ -209,11 +192,8 @@ def test_a_lone_surrogate_in_json_text_is_400_naming_the_field(client):
     assert key.status_code == 400 and "a key of body is not valid Unicode" in decoded(key)["message"]
 
 
-_unicode_text = st.text(st.characters(exclude_categories=()), min_size=1, max_size=12)  # surrogates included
-
-
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/v1/score/tiny", "/score", "/v1/rerank"]), text=_unicode_text,
+@given(path=st.sampled_from(["/v1/score/tiny", "/score", "/v1/rerank"]), text=fuzzing.unicode_text,
        where=st.sampled_from(["query", "document", "key", "instruction"]))
 def test_any_unicode_in_json_never_gets_a_5xx(client, path, text, where):
     body: dict = {"query": {"text": "q"}, "items": [{"text": "d"}]} if path.startswith("/v1/score/") else \

@@ -64,6 +64,9 @@ REQUESTS = [
     ("/score", JSON, {"model": "tiny", "text_1": "a b c d e", "text_2": ["x " * 600], "max_tokens_per_query": 2,
                       "long_documents": "chunk"}),
     ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a"], "options": {"chunk_overlap": -1}}),  # 400
+    # counts past the proto's uint32 mean what the largest does: all, no cap
+    ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a", "b"], "options": {
+        "top_k": 2**40, "max_tokens_per_doc": 2**40, "max_chunks_per_doc": 2**63}}),
     ("/v1/score/tiny", MSGPACK, {"query": "q", "items": ["a"], "options": {"aggregate": "median"}}),  # 400
 ]
 
