@@ -41,10 +41,19 @@ class Run:
     level: float  # clients (closed) or requests/s offered (open)
     warmup_s: float
     samples: list[Sample]
+    end_s: float | None = None  # closed loop: when the clients stopped sending
 
     def measured(self) -> list[Sample]:
-        """The samples meant to be sent after the warm-up."""
+        """Open loop: the samples meant to be sent after the warm-up. Closed loop: the answers
+        that came in between the warm-up and the end of sending, whenever they were sent (a
+        server slower than the warm-up would otherwise show no answer, or only the lucky ones)."""
+        if self.mode == "closed" and self.end_s is not None:
+            return [sample for sample in self.samples if self.warmup_s <= sample.finished <= self.end_s]
         return [sample for sample in self.samples if sample.intended >= self.warmup_s]
+
+    def window_s(self) -> float | None:
+        """The closed loop's measured window (None: from the samples themselves)."""
+        return self.end_s - self.warmup_s if self.mode == "closed" and self.end_s is not None else None
 
 
 async def _one(adapter: Adapter, request: Request, intended: float, origin: float) -> Sample:
@@ -88,7 +97,8 @@ async def closed_loop(adapter: Adapter, requests: Sequence[Request], clients: in
         await asyncio.gather(*(client(worker) for worker in range(clients)))
     finally:
         bar.close()
-    return Run("closed", clients, warmup_s, sorted(samples, key=lambda sample: sample.intended))
+    stopped = min(end, max((sample.finished for sample in samples), default=end))
+    return Run("closed", clients, warmup_s, sorted(samples, key=lambda sample: sample.intended), stopped)
 
 
 def arrival_times(rate: float, duration_s: float, seed: int, max_requests: int | None = None,

@@ -30,7 +30,7 @@ def window_s(samples: Sequence[Sample]) -> float:
 def summary(run: Run) -> dict[str, Any]:
     measured = run.measured()
     answered = [sample for sample in measured if sample.error is None]
-    seconds = window_s(measured)
+    seconds = run.window_s() or window_s(measured)
     latencies_ms = [sample.latency * 1000 for sample in answered]
     return {
         "mode": run.mode,

@@ -138,6 +138,24 @@ def test_open_loop_counts_what_its_in_flight_cap_kept_it_from_sending(loop):
     assert len(run.samples) == len(loadgen.arrival_times(50, 0.5, seed=0))
 
 
+def test_a_closed_loop_counts_the_answers_of_its_window_even_from_a_server_slower_than_the_warm_up(loop):
+    """0.4 s a request, 2 clients, 3 documents each: 15 pairs/s. The requests sent during the
+    warm-up that are answered inside the window count, so a slow server is not measured as idle."""
+    with serving(loop, tei_app(0.4)) as url:
+        async def go() -> Run:
+            client = adapter("tei", url, "any", connections=2)
+            try:
+                return await loadgen.closed_loop(client, REQUESTS, 2, duration_s=1.2, warmup_s=0.5, progress=False)
+            finally:
+                await client.close()
+
+        run = _run(loop, go())
+    summary = stats.summary(run)
+    assert summary["window_s"] == pytest.approx(1.2, abs=0.05)
+    assert summary["answered"] >= 4 and any(sample.sent < 0.5 for sample in run.measured())
+    assert 9 < summary["pairs_per_s"] <= 15.5
+
+
 def test_a_server_that_answers_too_few_scores_is_a_failure_not_a_fast_answer(loop):
     with serving(loop, tei_app(0.0, drop_one=True)) as url:
         run = _run(loop, _closed("tei", url))

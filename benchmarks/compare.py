@@ -1,0 +1,326 @@
+"""`python -m benchmarks.compare`: xscore against the servers users would otherwise run, one run.
+
+On one model and one machine, one system at a time (so none competes with another for the
+cores), each with the same seeded workload through `xscore bench`'s load generator:
+
+- xscore serve (its `--variant auto` choice here, no score cache) over gRPC, HTTP msgpack and JSON;
+- xscore engine-only: the same variant through an in-process Scorer, no transport;
+- the naive service (`benchmarks/baselines/naive_server.py`: sentence-transformers `CrossEncoder`
+  behind a web app, one request at a time, as teams write it first);
+- sentence-transformers in-process: `CrossEncoder.predict` (torch fp32) in a fresh process, and its
+  own `backend="openvino"` where optimum-intel is installed;
+- infinity-emb's `/rerank` (torch engine) from its own virtualenv (`--infinity-venv`, made by
+  `benchmarks/baselines/make_infinity_venv.sh`).
+
+A baseline that cannot start is reported with the reason, never dropped. Writes results.json,
+report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>/. `--quick` takes
+under 3 minutes; the full run 10-15 (32 clients; each system warmed up for one round of all clients and
+measured for two, at least 5 + 20 s, at most 90 + 180 s). Never run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from xscore.bench import loadgen, stats
+from xscore.bench.protocols import adapter
+from xscore.bench.server import ServerWatch
+from xscore.bench.workloads import generate
+from xscore.service.models.hardware import cpu_class, machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def started(command: list[str], pattern: str, log: Path, env: dict[str, str] | None = None,
+            timeout_s: float = 600) -> tuple[subprocess.Popen, re.Match]:
+    """Start a server, its output going to `log`, and wait for a line matching `pattern`."""
+    handle = log.open("w")
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **(env or {})})
+    handle.close()
+    limit = time.monotonic() + timeout_s
+    while time.monotonic() < limit and process.poll() is None:
+        match = re.search(pattern, log.read_text())
+        if match:
+            return process, match
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError("did not start: " + _reason(log.read_text()))
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
+    import httpx
+
+    limit = time.monotonic() + timeout_s
+    while time.monotonic() < limit and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not answer (the server exited or {timeout_s:.0f} s passed)")
+
+
+def load(protocol: str, target: str, model: str, args: argparse.Namespace, pid: int | None) -> dict[str, Any]:
+    """A closed loop of `args.clients`, its warm-up and window stretched to a slow system's pace:
+    one request alone first gives its latency L, and a round of all clients takes up to clients x L
+    on a server that serves one request at a time, so the warm-up lasts one such round and the
+    window two (within the caps), or a slow server would be measured on its first answers only."""
+    requests = generate(args.workload, args.seed)
+
+    async def go() -> tuple[loadgen.Run, dict | None, float]:
+        client = adapter(protocol, target, model, connections=args.clients, timeout=600)
+        try:
+            alone = await loadgen.closed_loop(client, requests, 1, duration_s=600, max_requests=1, progress=False)
+            latency = max(sample.latency for sample in alone.samples)
+            round_s = args.clients * latency
+            warmup = min(max(args.warmup, round_s), args.max_warmup)
+            duration = min(max(args.duration, 2 * round_s), args.max_duration)
+            with ServerWatch(pid) if pid else contextlib.nullcontext() as watch:
+                run = await loadgen.closed_loop(client, requests, args.clients, duration_s=duration, warmup_s=warmup)
+            return run, watch.figures() if watch else None, latency
+        finally:
+            await client.close()
+
+    run, server, latency = asyncio.run(go())
+    summary = {**stats.summary(run), "alone_ms": latency * 1000, "warmup_s": run.warmup_s}
+    if server:
+        summary["server"] = server
+    return summary
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def xscore_rows(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    process, match = started([sys.executable, "-m", "xscore.service.cli", "--log-level", "WARNING", "serve",
+                              "--model", f"bench={model_dir}", "--grpc-port", "0", "--http-port", "0",
+                              "--device", "cpu", "--score-cache-mb", "0"], r"grpc=(\S+) http=(\S+)",
+                             args.output / "xscore.log")
+    try:
+        rows = []
+        for protocol, target in (("xscore-grpc", match.group(1)), ("xscore-msgpack", f"http://{match.group(2)}"),
+                                 ("xscore-json", f"http://{match.group(2)}")):
+            rows.append({"system": "xscore serve", "protocol": protocol, **load(protocol, target, "bench", args,
+                                                                                process.pid)})
+        return rows
+    finally:
+        stop(process)
+
+
+def engine_only(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The variant xscore serves, through a Scorer in this process: no transport, same requests."""
+    from xscore.service.models.registry import ModelSpec, load_model
+    from xscore.service.serving.blocking import BlockingScorer
+
+    model = load_model(ModelSpec("bench", str(model_dir)), device="cpu", progress=False)
+    requests = generate(args.workload, args.seed)
+    with BlockingScorer(model) as scorer:
+        scorer.score(requests[0].query, list(requests[0].documents))
+        rates = []
+        for request in requests[: max(3, int(args.duration // 2))]:
+            begun = time.perf_counter()
+            scorer.score(request.query, list(request.documents))
+            rates.append(request.pairs / (time.perf_counter() - begun))
+    return {"system": f"xscore engine-only ({model.manifest.variant} on {model.engine.name})", "protocol": "in-process",
+            "pairs_per_s": statistics.median(rates)}
+
+
+_PREDICT = """
+import json, statistics, sys, time
+from sentence_transformers import CrossEncoder
+from xscore.bench.workloads import generate
+model_dir, workload, seed, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+model = CrossEncoder(model_dir, device="cpu", **({} if backend == "torch" else {"backend": backend}))
+requests = generate(workload, seed)
+model.predict([(requests[0].query, d) for d in requests[0].documents], batch_size=32)
+rates = []
+for request in requests[:6]:
+    begun = time.perf_counter()
+    model.predict([(request.query, d) for d in request.documents], batch_size=32)
+    rates.append(request.pairs / (time.perf_counter() - begun))
+print(json.dumps({"pairs_per_s": statistics.median(rates)}))
+"""
+
+
+def predict_row(model_dir: Path, args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """CrossEncoder.predict in a fresh process of its own (batch 32, the library's default)."""
+    done = subprocess.run([sys.executable, "-c", _PREDICT, str(model_dir), args.workload, str(args.seed), backend],
+                          capture_output=True, text=True, timeout=1800)
+    system = f"sentence-transformers CrossEncoder.predict ({'torch fp32' if backend == 'torch' else backend})"
+    if done.returncode != 0:
+        return {"system": system, "protocol": "in-process", "unavailable": _reason(done.stderr)}
+    return {"system": system, "protocol": "in-process", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def naive_row(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    try:
+        process, _ = started([sys.executable, "-m", "benchmarks.baselines.naive_server", str(model_dir), str(port)],
+                             r"listening http=(\S+)", args.output / "naive.log", env={"PYTHONPATH": str(ROOT)})
+    except RuntimeError as exc:
+        return {"system": "naive service (CrossEncoder, one request at a time)", "protocol": "cohere",
+                "unavailable": str(exc)}
+    try:
+        return {"system": "naive service (CrossEncoder, one request at a time)", "protocol": "cohere",
+                **load("cohere", f"http://127.0.0.1:{port}", "bench", args, process.pid)}
+    finally:
+        stop(process)
+
+
+def infinity_row(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    system = "infinity-emb /rerank (torch engine)"
+    executable = args.infinity_venv / "bin" / "infinity_emb" if args.infinity_venv else None
+    if executable is None or not executable.exists():
+        return {"system": system, "protocol": "infinity",
+                "unavailable": "no infinity virtualenv (make one with benchmarks/baselines/make_infinity_venv.sh "
+                               "and pass --infinity-venv)"}
+    port = free_port()
+    log = args.output / "infinity.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen([str(executable), "v2", "--model-id", str(model_dir), "--served-model-name",
+                                    "bench", "--port", str(port), "--engine", "torch", "--device", "cpu"],
+                                   stdout=handle, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", process, timeout_s=600)
+        return {"system": system, "protocol": "infinity",
+                **load("infinity", f"http://127.0.0.1:{port}", "bench", args, process.pid)}
+    except RuntimeError as exc:
+        return {"system": system, "protocol": "infinity", "unavailable": f"{exc}: {_reason(log.read_text())}"}
+    finally:
+        stop(process)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.0f}"
+
+
+def _reason(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "no output"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
+    parser.add_argument("--model", type=Path, help="cross-encoder directory (default: the default model)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workload", default="rerank-100")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--max-warmup", type=float, default=90.0, help="seconds at most a slow system warms up")
+    parser.add_argument("--max-duration", type=float, default=180.0, help="seconds at most a system is measured")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 clients, 8 s a system after 2 s of warm-up, slow systems capped at 10 + 20 s "
+                             "(about 3 minutes)")
+    parser.add_argument("--infinity-venv", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.duration, args.warmup, args.max_warmup, args.max_duration = 8, 8.0, 2.0, 10.0, 20.0
+    if args.model is None:
+        from xscore.service.models.registry import default_spec
+
+        args.model = Path(default_spec().source)
+    now = datetime.datetime.now()
+    args.output = args.output or RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}"
+    args.output.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    rows = xscore_rows(args.model, args)
+    rows.append(engine_only(args.model, args))
+    rows.append(naive_row(args.model, args))
+    rows.append(predict_row(args.model, args, "torch"))
+    rows.append(predict_row(args.model, args, "openvino"))
+    rows.append(infinity_row(args.model, args))
+    result = {"machine": machine(), "model": str(args.model), "clients": args.clients, "workload": args.workload,
+              "duration_s": args.duration, "warmup_s": args.warmup, "date": now.isoformat(timespec="seconds"),
+              "took_s": time.perf_counter() - began, "rows": rows}
+    output = args.output
+    (output / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart = bar_chart(rows, output / "pairs_per_s.png")
+    (output / "report.md").write_text(markdown(result, chart))
+    print(markdown(result, chart))
+    return 0
+
+
+def bar_chart(rows: list[dict[str, Any]], path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    measured = [row for row in rows if "pairs_per_s" in row]
+    figure, axes = plt.subplots(figsize=(10, 0.5 * len(measured) + 1.5))
+    labels = [f"{row['system']} [{row['protocol']}]" for row in measured]
+    axes.barh(labels[::-1], [row["pairs_per_s"] for row in measured][::-1], color="#4a7fb5")
+    axes.set_xlabel("pairs/s")
+    axes.set_title("same model, machine and load, one system at a time", fontsize=9, loc="left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path.name
+
+
+def markdown(result: dict[str, Any], chart: str | None) -> str:
+    host, rows = result["machine"], result["rows"]
+    best = max((row["pairs_per_s"] for row in rows if row.get("system") == "xscore serve"), default=None)
+    lines = [
+        f"# xscore against the alternatives ({host['class']})",
+        "",
+        f"Machine: {host['cpu']}, {host['cores']} cores, class **{host['class']}** (load and server share them). "
+        f"Model `{result['model']}`; {result['clients']} clients, closed loop, workload {result['workload']}; "
+        f"at least {result['duration_s']:g} s a system after at least {result['warmup_s']:g} s of warm-up (a slow "
+        f"system gets one round of all clients to warm up and two measured); the run took "
+        f"{result['took_s'] / 60:.1f} minutes.",
+        "",
+        "| system | protocol | pairs/s | p50 ms | p99 ms | one request alone, ms | xscore (best transport) / this "
+        "| server CPU, peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "unavailable" in row:
+            lines.append(f"| {row['system']} | {row['protocol']} | unavailable: {row['unavailable']} | | | | | |")
+            continue
+        latency = row.get("latency_ms", {})
+        server = row.get("server")
+        ratio = f"{best / row['pairs_per_s']:.2f}x" if best and row["pairs_per_s"] else "-"
+        host_figures = f"{server['cpu_percent_mean']:.0f}%, {server['peak_rss_mib']:.0f} MiB" if server else "-"
+        lines.append(f"| {row['system']} | {row['protocol']} | {row['pairs_per_s']:.1f} | "
+                     f"{_ms(latency.get('p50'))} | {_ms(latency.get('p99'))} | {_ms(row.get('alone_ms'))} | {ratio} "
+                     f"| {host_figures} |")
+    if chart:
+        lines += ["", f"![pairs/s]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())
