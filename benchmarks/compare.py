@@ -8,7 +8,7 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
 - the naive service (`benchmarks/baselines/naive_server.py`: sentence-transformers `CrossEncoder`
   behind a web app, one request at a time, as teams write it first);
 - sentence-transformers in-process: `CrossEncoder.predict` (torch fp32) in a fresh process, and its
-  own `backend="openvino"` where optimum-intel is installed;
+  own `backend="openvino"` (optimum-intel, from `--st-openvino-venv` or this environment);
 - infinity-emb's `/rerank` (torch engine) from its own virtualenv (`--infinity-venv`, made by
   `benchmarks/baselines/make_infinity_venv.sh`).
 
@@ -152,26 +152,28 @@ def engine_only(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
             "pairs_per_s": statistics.median(rates)}
 
 
+# Runs in any Python with sentence-transformers (a peer's own virtualenv too): the requests come on stdin.
 _PREDICT = """
 import json, statistics, sys, time
 from sentence_transformers import CrossEncoder
-from xscore.bench.workloads import generate
-model_dir, workload, seed, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+model_dir, backend = sys.argv[1], sys.argv[2]
+requests = json.load(sys.stdin)
 model = CrossEncoder(model_dir, device="cpu", **({} if backend == "torch" else {"backend": backend}))
-requests = generate(workload, seed)
-model.predict([(requests[0].query, d) for d in requests[0].documents], batch_size=32)
+model.predict([(requests[0][0], d) for d in requests[0][1]], batch_size=32)
 rates = []
-for request in requests[:6]:
+for query, documents in requests[:6]:
     begun = time.perf_counter()
-    model.predict([(request.query, d) for d in request.documents], batch_size=32)
-    rates.append(request.pairs / (time.perf_counter() - begun))
+    model.predict([(query, d) for d in documents], batch_size=32)
+    rates.append(len(documents) / (time.perf_counter() - begun))
 print(json.dumps({"pairs_per_s": statistics.median(rates)}))
 """
 
 
-def predict_row(model_dir: Path, args: argparse.Namespace, backend: str) -> dict[str, Any]:
+def predict_row(model_dir: Path, args: argparse.Namespace, backend: str, python: str = sys.executable
+                ) -> dict[str, Any]:
     """CrossEncoder.predict in a fresh process of its own (batch 32, the library's default)."""
-    done = subprocess.run([sys.executable, "-c", _PREDICT, str(model_dir), args.workload, str(args.seed), backend],
+    requests = [[request.query, list(request.documents)] for request in generate(args.workload, args.seed)]
+    done = subprocess.run([python, "-c", _PREDICT, str(model_dir), backend], input=json.dumps(requests),
                           capture_output=True, text=True, timeout=1800)
     system = f"sentence-transformers CrossEncoder.predict ({'torch fp32' if backend == 'torch' else backend})"
     if done.returncode != 0:
@@ -240,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="8 clients, 8 s a system after 2 s of warm-up, slow systems capped at 10 + 20 s "
                              "(about 3 minutes)")
     parser.add_argument("--infinity-venv", type=Path, default=None)
+    parser.add_argument("--st-openvino-venv", type=Path, default=None,
+                        help="a virtualenv with sentence-transformers[openvino] "
+                             "(benchmarks/baselines/make_st_openvino_venv.sh) for its OpenVINO backend")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -256,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(engine_only(args.model, args))
     rows.append(naive_row(args.model, args))
     rows.append(predict_row(args.model, args, "torch"))
-    rows.append(predict_row(args.model, args, "openvino"))
+    openvino_python = args.st_openvino_venv / "bin" / "python" if args.st_openvino_venv else None
+    rows.append(predict_row(args.model, args, "openvino", str(openvino_python)) if openvino_python and
+                openvino_python.exists() else predict_row(args.model, args, "openvino"))
     rows.append(infinity_row(args.model, args))
     result = {"machine": machine(), "model": str(args.model), "clients": args.clients, "workload": args.workload,
               "duration_s": args.duration, "warmup_s": args.warmup, "date": now.isoformat(timespec="seconds"),
