@@ -10,8 +10,9 @@ from typing import Any
 from xscore.bench.loadgen import Run
 
 
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1f}"
+def ms(value: float | None, digits: int = 1) -> str:
+    """A latency in milliseconds, or "-" where none was measured (None or NaN)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -40,8 +41,8 @@ def markdown(result: dict[str, Any]) -> str:
             server = (f" {figures['cpu_percent_mean']:.0f} / {figures['cpu_percent_max']:.0f} | "
                       f"{figures['peak_rss_mib']:.0f} |") if figures else " - | - |"
         lines.append(f"| {row['mode']} | {row['level']:g} | {row['requests']} | {row['answered']} | "
-                     f"{row['pairs_per_s']:.1f} | {row['requests_per_s']:.2f} | {_ms(latency['p50'])} | "
-                     f"{_ms(latency['p90'])} | {_ms(latency['p99'])} | {_ms(latency['max'])} | {errors} |{server}")
+                     f"{row['pairs_per_s']:.1f} | {row['requests_per_s']:.2f} | {ms(latency['p50'])} | "
+                     f"{ms(latency['p90'])} | {ms(latency['p99'])} | {ms(latency['max'])} | {errors} |{server}")
     if result.get("plots"):
         lines += ["", *(f"![{name}]({name})" for name in result["plots"])]
     return "\n".join(lines) + "\n"

@@ -21,8 +21,6 @@ class ServerWatch:
             raise invalid(f"no process {pid} to watch here: {exc}", field="server_pid") from None
         self._interval = interval_s
         self._stop = threading.Event()
-        self._cpu: list[float] = []
-        self._peak_rss = 0
         self.series: list[tuple[float, float, int]] = []  # (seconds since the watch began, CPU %, RSS bytes)
         self._began = time.perf_counter()
         self._thread = threading.Thread(target=self._watch, name="server-watch", daemon=True)
@@ -47,8 +45,6 @@ class ServerWatch:
                     rss += process.memory_info().rss
                 except psutil.Error:
                     continue
-            self._cpu.append(cpu)
-            self._peak_rss = max(self._peak_rss, rss)
             self.series.append((time.perf_counter() - self._began, cpu, rss))
 
     def __enter__(self) -> ServerWatch:
@@ -61,6 +57,7 @@ class ServerWatch:
         self._thread.join(5)
 
     def figures(self) -> dict[str, Any]:
-        mean = sum(self._cpu) / len(self._cpu) if self._cpu else float("nan")
-        return {"pid": self._process.pid, "cpu_percent_mean": mean, "cpu_percent_max": max(self._cpu, default=0.0),
-                "peak_rss_mib": self._peak_rss / 2**20, "samples": len(self._cpu)}
+        cpu = [sample for _, sample, _ in self.series]
+        return {"pid": self._process.pid, "cpu_percent_mean": sum(cpu) / len(cpu) if cpu else float("nan"),
+                "cpu_percent_max": max(cpu, default=0.0),
+                "peak_rss_mib": max((rss for _, _, rss in self.series), default=0) / 2**20, "samples": len(cpu)}

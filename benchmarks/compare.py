@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from xscore.bench import loadgen, stats
+from xscore.bench.report import ms
 from xscore.bench.protocols import adapter
 from xscore.bench.server import ServerWatch
 from xscore.bench.workloads import generate
@@ -219,10 +220,6 @@ def infinity_row(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         stop(process)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{value:.0f}"
-
-
 def _reason(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][-300:] if lines else "no output"
@@ -321,7 +318,7 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         ratio = f"{best / row['pairs_per_s']:.2f}x" if best and row["pairs_per_s"] else "-"
         host_figures = f"{server['cpu_percent_mean']:.0f}%, {server['peak_rss_mib']:.0f} MiB" if server else "-"
         lines.append(f"| {row['system']} | {row['protocol']} | {row['pairs_per_s']:.1f} | "
-                     f"{_ms(latency.get('p50'))} | {_ms(latency.get('p99'))} | {_ms(row.get('alone_ms'))} | {ratio} "
+                     f"{ms(latency.get('p50'), 0)} | {ms(latency.get('p99'), 0)} | {ms(row.get('alone_ms'), 0)} | {ratio} "
                      f"| {host_figures} |")
     if chart:
         lines += ["", f"![pairs/s]({chart})"]

@@ -36,17 +36,17 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(threads=args.threads, streams=args.streams)
 
 
-def _int_env(name: str) -> int | None:
+def int_env(name: str, default: int | None = None) -> int | None:
     value = env(name)
-    return int(value) if value else None
+    return int(value) if value else default
 
 
 def add_length_options(parser: argparse.ArgumentParser, *, per_model: bool = False) -> None:
     """Token caps and long-document handling: the default of every request that leaves them unset."""
-    parser.add_argument("--max-tokens-per-doc", type=int, default=_int_env("MAX_TOKENS_PER_DOC"),
+    parser.add_argument("--max-tokens-per-doc", type=int, default=int_env("MAX_TOKENS_PER_DOC"),
                         help="cut each document to this many tokens first; default: no cap "
                              "(env XSCORE_MAX_TOKENS_PER_DOC)")
-    parser.add_argument("--max-tokens-per-query", type=int, default=_int_env("MAX_TOKENS_PER_QUERY"),
+    parser.add_argument("--max-tokens-per-query", type=int, default=int_env("MAX_TOKENS_PER_QUERY"),
                         help="cut each query to this many tokens first; default: no cap "
                              "(env XSCORE_MAX_TOKENS_PER_QUERY)")
     per = " or NAME=MODE for one model, repeatable" if per_model else ""
@@ -55,23 +55,23 @@ def add_length_options(parser: argparse.ArgumentParser, *, per_model: bool = Fal
                         help=f"a document over the room the query leaves: {' or '.join(LONG_DOCUMENT_MODES)} "
                              f"(score overlapping windows, aggregate their scores); MODE{per}; default "
                              f"{DEFAULT_LENGTHS.long_documents} (env XSCORE_LONG_DOCUMENTS)")
-    parser.add_argument("--chunk-overlap", type=int, default=_int_env("CHUNK_OVERLAP"),
+    parser.add_argument("--chunk-overlap", type=int, default=int_env("CHUNK_OVERLAP"),
                         help=f"tokens neighbouring windows share; default {DEFAULT_LENGTHS.chunk_overlap} "
                              "(env XSCORE_CHUNK_OVERLAP)")
     parser.add_argument("--aggregate", choices=AGGREGATES, default=env("AGGREGATE"),
                         help=f"a chunked document's score from its windows'; default {DEFAULT_LENGTHS.aggregate} "
                              "(env XSCORE_AGGREGATE)")
-    parser.add_argument("--max-chunks-per-doc", type=int, default=_int_env("MAX_CHUNKS_PER_DOC"),
+    parser.add_argument("--max-chunks-per-doc", type=int, default=int_env("MAX_CHUNKS_PER_DOC"),
                         help=f"windows scored per document, the rest is cut; default "
                              f"{DEFAULT_LENGTHS.max_chunks_per_doc} (env XSCORE_MAX_CHUNKS_PER_DOC)")
 
 
-def length_policy(args: argparse.Namespace, mode: str | None = None) -> LengthPolicy:
+def length_policy(args: argparse.Namespace, mode: str | None) -> LengthPolicy:
+    """The length flags as a policy, with `mode` for long documents (None: the server default)."""
     return check_lengths(LengthPolicy(
         max_tokens_per_doc=args.max_tokens_per_doc, max_tokens_per_query=args.max_tokens_per_query,
-        long_documents=mode if mode is not None else (args.long_documents if isinstance(args.long_documents, str)
-                                                      else None),
-        chunk_overlap=args.chunk_overlap, aggregate=args.aggregate, max_chunks_per_doc=args.max_chunks_per_doc))
+        long_documents=mode, chunk_overlap=args.chunk_overlap, aggregate=args.aggregate,
+        max_chunks_per_doc=args.max_chunks_per_doc))
 
 
 def model_length_policies(args: argparse.Namespace, names: list[str]) -> dict[str, LengthPolicy]:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                        options=engine_options(args), max_length=args.max_length)
     with BlockingScorer(model) as scorer:
         result = scorer.score(args.query, documents, top_k=args.top_k, raw=args.raw, truncate=args.truncate,
-                              instruction=args.instruction, lengths=length_policy(args))
+                              instruction=args.instruction, lengths=length_policy(args, args.long_documents))
     output = {
         "model": spec.name,
         "variant": model.manifest.variant,

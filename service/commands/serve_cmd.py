@@ -14,6 +14,7 @@ from xscore.service.commands.options import (
     add_length_options,
     engine_options,
     env,
+    int_env,
     model_length_policies,
 )
 from xscore.service.models.registry import ModelSpec, default_spec
@@ -21,11 +22,6 @@ from xscore.service.serving.batcher import BatcherConfig
 from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
 from xscore.service.serving.score_cache import DEFAULT_MAX_MB
 from xscore.service.serving.validation import Limits
-
-
-def _int_env(name: str, default: int | None) -> int | None:
-    value = env(name)
-    return int(value) if value else default
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -54,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="NAME=SOURCE or SOURCE, repeatable; default: the default model as 'default' "
                              "(env XSCORE_MODEL, comma-separated)")
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"), help="bind address (env XSCORE_HOST)")
-    parser.add_argument("--grpc-port", type=int, default=_int_env("GRPC_PORT", 50051),
+    parser.add_argument("--grpc-port", type=int, default=int_env("GRPC_PORT", 50051),
                         help="gRPC port, 0 = a free one (env XSCORE_GRPC_PORT)")
-    parser.add_argument("--http-port", type=int, default=_int_env("HTTP_PORT", 8080),
+    parser.add_argument("--http-port", type=int, default=int_env("HTTP_PORT", 8080),
                         help="HTTP port, 0 = a free one (env XSCORE_HTTP_PORT)")
     parser.add_argument("--upstream", default=env("UPSTREAM"),
                         help="HOST:PORT of a remote scorer for the HTTP gateway (env XSCORE_UPSTREAM)")
@@ -79,15 +75,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--upstream-ca", type=Path, default=_path_env("UPSTREAM_CA"),
                         help="reach --upstream over TLS, verified with this CA; the gateway presents --tls-cert "
                              "to an upstream that wants a client certificate (env XSCORE_UPSTREAM_CA)")
-    parser.add_argument("--max-batch-tokens", type=int, default=_int_env("MAX_BATCH_TOKENS", None),
+    parser.add_argument("--max-batch-tokens", type=int, default=int_env("MAX_BATCH_TOKENS", None),
                         help="padded tokens per engine batch; default: the engine's measured best")
-    parser.add_argument("--max-batch-pairs", type=int, default=_int_env("MAX_BATCH_PAIRS", 256),
+    parser.add_argument("--max-batch-pairs", type=int, default=int_env("MAX_BATCH_PAIRS", 256),
                         help="pairs per engine batch (env XSCORE_MAX_BATCH_PAIRS)")
-    parser.add_argument("--max-queue-pairs", type=int, default=_int_env("MAX_QUEUE_PAIRS", 4096),
+    parser.add_argument("--max-queue-pairs", type=int, default=int_env("MAX_QUEUE_PAIRS", 4096),
                         help="pairs queued per model before RESOURCE_EXHAUSTED (env XSCORE_MAX_QUEUE_PAIRS)")
-    parser.add_argument("--max-items", type=int, default=_int_env("MAX_ITEMS", 1000),
+    parser.add_argument("--max-items", type=int, default=int_env("MAX_ITEMS", 1000),
                         help="items (or documents) per request (env XSCORE_MAX_ITEMS)")
-    parser.add_argument("--max-text-chars", type=int, default=_int_env("MAX_TEXT_CHARS", 100_000),
+    parser.add_argument("--max-text-chars", type=int, default=int_env("MAX_TEXT_CHARS", 100_000),
                         help="characters per query or document (env XSCORE_MAX_TEXT_CHARS)")
     parser.add_argument("--drain-timeout", type=float, default=float(env("DRAIN_TIMEOUT", "30")),
                         help="seconds to finish in-flight calls after SIGTERM (env XSCORE_DRAIN_TIMEOUT)")

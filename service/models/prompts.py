@@ -55,9 +55,7 @@ class PromptProfile:
 
     def render(self, query: str, document: str, instruction: str | None = None) -> list[str]:
         """The body's parts for one pair, each to be tokenized on its own."""
-        chosen = instruction or self.default_instruction
-        filled = self.instruction_template.format(instruction=chosen) if chosen else ""
-        return [part.format(instruction=filled, query=query, document=document) for part in self.parts]
+        return [text for text, _, _ in self.spans(query, document, instruction)]
 
     def spans(self, query: str, document: str, instruction: str | None = None
               ) -> list[tuple[str, tuple[int, int] | None, tuple[int, int] | None]]:
