@@ -81,6 +81,11 @@ def test_model_spec_names(tmp_path):
         ModelSpec.parse("name=")
     with pytest.raises(XscoreError, match="may only hold"):
         ModelSpec.parse("../etc=org/model")
+    # a path that is not there is named as a missing directory, not as a bad name or hub id
+    for spec in ("./nonexistent", str(tmp_path / "missing"), "m=~/no/such/model", "a/b/c"):
+        with pytest.raises(XscoreError, match=r"model directory \S+ does not exist"):
+            ModelSpec.parse(spec)
+    assert ModelSpec.parse(f"local={tmp_path}") == ModelSpec("local", str(tmp_path))
 
 
 def test_cli_prints_the_error_not_a_traceback(tmp_path):

