@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from xscore.api.errors import invalid
 from xscore.api.schema import AGGREGATES, LONG_DOCUMENT_MODES, LengthPolicy, check_lengths
@@ -23,12 +24,12 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="inference runtime (env XSCORE_ENGINE)")
     parser.add_argument("--variant", choices=VARIANT_CHOICES, default=env("VARIANT", "auto"),
                         help="exported variant to serve (env XSCORE_VARIANT)")
-    parser.add_argument("--threads", type=int, default=int(env("THREADS", "0") or 0) or None,
+    parser.add_argument("--threads", type=int, default=int_env("THREADS") or None,
                         help="CPU threads per engine; default: physical cores (env XSCORE_THREADS)")
-    parser.add_argument("--streams", type=int, default=int(env("STREAMS", "1") or 1),
+    parser.add_argument("--streams", type=int, default=int_env("STREAMS") or 1,
                         help="OpenVINO streams: 1 = LATENCY mode (default, measured best on an idle "
                              "2-core CPU); N > 1 = THROUGHPUT mode, N batches in flight (env XSCORE_STREAMS)")
-    parser.add_argument("--max-length", type=int, default=int(env("MAX_LENGTH", "0") or 0) or None,
+    parser.add_argument("--max-length", type=int, default=int_env("MAX_LENGTH") or None,
                         help="cap on tokens per pair; default: the model's own (env XSCORE_MAX_LENGTH)")
 
 
@@ -36,9 +37,26 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(threads=args.threads, streams=args.streams)
 
 
+def number_env(name: str, default: float | None = None) -> float | None:
+    return _parsed_env(name, float, "a number", default)
+
+
 def int_env(name: str, default: int | None = None) -> int | None:
+    return _parsed_env(name, int, "an integer", default)
+
+
+def _parsed_env(name, parse, kind: str, default):
+    """A flag's default from its variable; a value that does not parse ends the command with
+    argparse's status and a line naming the variable (e.g. the `tcp://...` that Kubernetes'
+    service links put in XSCORE_HTTP_PORT for a Service named xscore-http)."""
     value = env(name)
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return parse(value)
+    except ValueError:
+        print(f"xscore: error: XSCORE_{name}={value!r} is not {kind}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_length_options(parser: argparse.ArgumentParser, *, per_model: bool = False) -> None:

@@ -16,10 +16,11 @@ from xscore.service.commands.options import (
     env,
     int_env,
     model_length_policies,
+    number_env,
 )
 from xscore.service.models.registry import ModelSpec, default_spec
 from xscore.service.serving.batcher import BatcherConfig
-from xscore.service.serving.runtime import Runtime, ServeConfig, load_models
+from xscore.service.serving.runtime import DRAIN_TIMEOUT_S, Runtime, ServeConfig, load_models
 from xscore.service.serving.score_cache import DEFAULT_MAX_MB
 from xscore.service.serving.validation import Limits
 
@@ -85,9 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="items (or documents) per request (env XSCORE_MAX_ITEMS)")
     parser.add_argument("--max-text-chars", type=int, default=int_env("MAX_TEXT_CHARS", 100_000),
                         help="characters per query or document (env XSCORE_MAX_TEXT_CHARS)")
-    parser.add_argument("--drain-timeout", type=float, default=float(env("DRAIN_TIMEOUT", "30")),
+    parser.add_argument("--drain-timeout", type=float, default=number_env("DRAIN_TIMEOUT", DRAIN_TIMEOUT_S),
                         help="seconds to finish in-flight calls after SIGTERM (env XSCORE_DRAIN_TIMEOUT)")
-    parser.add_argument("--score-cache-mb", type=float, default=float(env("SCORE_CACHE_MB", str(DEFAULT_MAX_MB))),
+    parser.add_argument("--score-cache-mb", type=float, default=number_env("SCORE_CACHE_MB", DEFAULT_MAX_MB),
                         help="memory for scores of pairs already seen (same model, variant and tokens); a hit "
                              f"skips the engine; 0 turns it off; default {DEFAULT_MAX_MB} (env XSCORE_SCORE_CACHE_MB)")
     add_engine_options(parser)

@@ -124,13 +124,14 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
            versions: dict[str, str], progress: bool) -> tuple[dict[str, ExportResult], dict[str, XscoreError]]:
     exporter = _exporter_for(source)
     steps = ["export ONNX", "reference scores"] + [f"{row.name}: build + parity" for row in rows]
-    bar = tqdm(total=len(steps), desc=f"export {source.spec}", unit="step", disable=not progress)
+    destination = cache.model_dir(root, source)
+    bar = tqdm(total=len(steps), desc=f"export {source.spec} into {destination}", unit="step",
+               disable=not progress)
     results: dict[str, ExportResult] = {}
     refusals: dict[str, XscoreError] = {}
     started = time.perf_counter()
-    staging_parent = cache.model_dir(root, source)
-    staging_parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=staging_parent) as staging_name:
+    destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=destination) as staging_name:
         staging = Path(staging_name)
         bar.set_postfix_str(steps[0])
         prompt = None if is_sequence_classifier(source_config) else prompt_profile(source.local_dir, source_config)
@@ -294,6 +295,7 @@ class _Exporter:
 
         self._torch = torch
         self._main_export = main_export
+        logging.getLogger("optimum.exporters.onnx.base").addFilter(_AdviceFilter())
         self._auto_model = AutoModelForSequenceClassification
 
     def export_onnx(self, model_dir: Path, output: Path, prompt: PromptProfile | None = None) -> None:
@@ -386,6 +388,14 @@ class _Exporter:
 
         with self._torch.inference_mode():
             return np.concatenate([run(pad_batch([pair], pad_id=0)) for pair in pairs])
+
+
+class _AdviceFilter(logging.Filter):
+    """optimum advises installing accelerate for a check xscore does not need (it never ties the
+    exported weights); in a first start's log that reads like an instruction to the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires accelerate" not in record.getMessage()
 
 
 def _exporter_for(source: ModelSource):

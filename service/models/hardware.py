@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
+from pathlib import Path
 
 import psutil
 
 
 @functools.cache
 def physical_cores() -> int:
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    """The cores this process may use: the machine's physical cores, fewer when its CPU affinity
+    or its cgroup's CPU quota (a container's or a Kubernetes pod's limit) allows fewer."""
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return cores
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time the cgroup may use per period (cgroup v2 cpu.max, v1 cfs), None if unbounded."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
 
 
 @functools.cache

@@ -44,6 +44,10 @@ class Server(Protocol):
     async def stop(self, grace: float | None = None) -> None: ...
 
 
+# SIGTERM: how long accepted calls may take to finish before what is left is answered UNAVAILABLE
+DRAIN_TIMEOUT_S = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     host: str = "127.0.0.1"
@@ -54,7 +58,7 @@ class ServeConfig:
     auth_token: str | None = None
     tls: TlsFiles | None = None  # both transports serve TLS (mutual when it has a CA)
     upstream_tls: TlsFiles | None = None  # how a gateway reaches --upstream over TLS
-    drain_timeout_s: float = 30.0
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
     limits: Limits = field(default_factory=Limits)
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     score_cache_bytes: int = DEFAULT_MAX_MB * 1024 * 1024  # 0: no score cache
