@@ -1,8 +1,7 @@
 """Python clients for `xscore.v1.Scorer`, sync and async, over the generated stubs.
 
-Both retry RESOURCE_EXHAUSTED (queue full) and UNAVAILABLE (draining, not ready) with
-exponential backoff, waiting at least the server's `retry-after` hint, and never past the
-call's deadline: a retry that could not finish in time is not started. Requests are built and
+Both retry RESOURCE_EXHAUSTED (queue full) and UNAVAILABLE (draining, not ready) by the shared
+`RetryPolicy`, and balance round-robin over one or several servers (`client/targets.py`). Requests are built and
 channels sized through `xscore.api.wire`, the module the server uses too; nothing here depends on
 the service itself.
 """
@@ -10,10 +9,8 @@ the service itself.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -23,27 +20,14 @@ from xscore.api import wire
 from xscore.api.errors import ERROR_CODE_METADATA
 from xscore.api.schema import Item, LengthPolicy, PairsRequest, ScoreRequest, check_lengths
 from xscore.api.tls import TlsFiles
+from xscore.client.retry import RetryPolicy
+from xscore.client.targets import channel_target
 from xscore.v1 import score_pb2, score_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 
 ItemLike = str | tuple[str, str] | Item | score_pb2.Item  # text, (id, text), or either item type
 _Response = TypeVar("_Response")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 4  # calls in all, the first included
-    initial_backoff_s: float = 0.05
-    max_backoff_s: float = 2.0
-    multiplier: float = 2.0
-
-    def delay(self, error: grpc.RpcError, retry: int) -> float:
-        """Seconds before retry number `retry` (0-based): jittered backoff, at least retry-after."""
-        backoff = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** retry)
-        backoff *= random.uniform(0.5, 1.0)  # de-synchronise clients refused together
-        hint = retry_after(error)
-        return max(backoff, hint) if hint is not None else backoff
 
 
 def retry_after(error: grpc.RpcError) -> float | None:
@@ -67,14 +51,11 @@ def _bearer(token: str) -> tuple[tuple[str, str]]:
 def _retryable(error: grpc.RpcError, retry: int, policy: RetryPolicy, deadline: float | None) -> float | None:
     """The delay before retrying `error`, or None when it must be raised."""
     code = error.code() if callable(getattr(error, "code", None)) else None
-    if code not in RETRYABLE or retry + 1 >= policy.attempts:
+    if code not in RETRYABLE:
         return None
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not _from_the_scorer(error):
         return None  # gRPC's own: a message over the size limit, which a retry cannot make smaller
-    delay = policy.delay(error, retry)
-    if deadline is not None and time.monotonic() + delay >= deadline:
-        return None
-    return delay
+    return policy.next_delay(retry, retry_after(error), deadline)
 
 
 def score_request(query: str, items: Sequence[ItemLike], *, model: str = "default", top_k: int = 0,
@@ -118,12 +99,17 @@ def _item(item: ItemLike) -> Item:
 class ScorerClient:
     """Blocking client. `timeout` (seconds) bounds each call including its retries."""
 
-    def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
-                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.Channel | None = None,
-                 token: str | None = None, tls: TlsFiles | None = None) -> None:
-        if channel is None and tls is not None:
-            channel = grpc.secure_channel(target, tls.channel_credentials(), options=wire.CHANNEL_OPTIONS)
-        self._channel = channel or grpc.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
+    def __init__(self, target: str | Sequence[str], *, timeout: float | None = 30.0,
+                 retry: RetryPolicy | None = None, metadata: Sequence[tuple[str, str]] = (),
+                 channel: grpc.Channel | None = None, token: str | None = None,
+                 tls: TlsFiles | None = None) -> None:
+        """`target`: `host:port`, a `dns:///` name, or several `host:port`s (a sequence or a
+        comma-separated string); calls go round-robin over every address."""
+        if channel is None:
+            uri, options = channel_target(target)
+            channel = grpc.secure_channel(uri, tls.channel_credentials(), options=options) if tls \
+                else grpc.insecure_channel(uri, options=options)
+        self._channel = channel
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout
@@ -176,12 +162,15 @@ class ScorerClient:
 class AsyncScorerClient:
     """asyncio client over grpc.aio; the same calls, awaited, plus the bidirectional stream."""
 
-    def __init__(self, target: str, *, timeout: float | None = 30.0, retry: RetryPolicy | None = None,
-                 metadata: Sequence[tuple[str, str]] = (), channel: grpc.aio.Channel | None = None,
-                 token: str | None = None, tls: TlsFiles | None = None) -> None:
-        if channel is None and tls is not None:
-            channel = grpc.aio.secure_channel(target, tls.channel_credentials(), options=wire.CHANNEL_OPTIONS)
-        self._channel = channel or grpc.aio.insecure_channel(target, options=wire.CHANNEL_OPTIONS)
+    def __init__(self, target: str | Sequence[str], *, timeout: float | None = 30.0,
+                 retry: RetryPolicy | None = None, metadata: Sequence[tuple[str, str]] = (),
+                 channel: grpc.aio.Channel | None = None, token: str | None = None,
+                 tls: TlsFiles | None = None) -> None:
+        if channel is None:
+            uri, options = channel_target(target)
+            channel = grpc.aio.secure_channel(uri, tls.channel_credentials(), options=options) if tls \
+                else grpc.aio.insecure_channel(uri, options=options)
+        self._channel = channel
         self._stub = score_pb2_grpc.ScorerStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self.timeout = timeout

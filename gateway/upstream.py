@@ -28,7 +28,8 @@ from xscore.api.schema import (
     check_top_k,
 )
 from xscore.api.tls import TlsFiles
-from xscore.client.grpc_client import AsyncScorerClient, RetryPolicy
+from xscore.client.grpc_client import AsyncScorerClient
+from xscore.client.retry import RetryPolicy
 
 T = TypeVar("T")
 

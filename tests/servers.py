@@ -17,7 +17,8 @@ class RunningServer:
         self.thread.start()
         config = config or ServeConfig(grpc_port=0, http_port=None)
         self.runtime = self.call(self._build(models, config))
-        self.address = self.call(self.runtime.start())["grpc"]
+        self.addresses = self.call(self.runtime.start())
+        self.address = self.addresses["grpc"]
 
     @staticmethod
     async def _build(models: dict, config: ServeConfig) -> Runtime:

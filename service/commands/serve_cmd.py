@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--http-port", type=int, default=int_env("HTTP_PORT", 8080),
                         help="HTTP port, 0 = a free one (env XSCORE_HTTP_PORT)")
     parser.add_argument("--upstream", default=env("UPSTREAM"),
-                        help="HOST:PORT of a remote scorer for the HTTP gateway (env XSCORE_UPSTREAM)")
+                        help="the remote scorer(s) of the HTTP gateway: HOST:PORT, several comma-separated, or a "
+                             "dns:/// name (a headless Service); calls go round-robin over every address "
+                             "(env XSCORE_UPSTREAM)")
     parser.add_argument("--cors-origin", action="append", default=None,
                         help="origin allowed to call the HTTP API from a browser, repeatable; '*' for any; "
                              "default: CORS off (env XSCORE_CORS_ORIGINS, comma-separated)")
