@@ -12,6 +12,7 @@ details}` body, so code written against one transport reads the same against the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -167,6 +168,24 @@ def _deadline_headers(deadline: float | None) -> dict[str, str]:
     return {DEADLINE_HEADER: str(max(1, int((deadline - time.monotonic()) * 1000)))}
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
+
+
+def _next_delay(wire: _Wire, response: httpx.Response, retry: int, policy: RetryPolicy,
+                deadline: float | None) -> float:
+    """Seconds before retrying a refused call; the server's error when it is not to be retried."""
+    delay = policy.next_delay(retry, _retry_after(response), deadline) \
+        if response.status_code in RETRY_STATUSES else None
+    if delay is None:
+        raise wire.error(response)
+    return delay
+
+
 def _model_path(model: str) -> str:
     return quote(model, safe="/")
 
@@ -211,22 +230,15 @@ class HttpScorerClient:
             return False
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None) -> httpx.Response:
-        timeout = self.timeout if timeout is None else timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(self.timeout if timeout is None else timeout)
         content = None if body is None else self._wire.encode(body)
-        retry = 0
-        while True:
-            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-            response = self._http.request(method, path, content=content, timeout=remaining,
+        for retry in itertools.count():
+            response = self._http.request(method, path, content=content, timeout=_remaining(deadline),
                                           headers=_deadline_headers(deadline))
             if response.is_success:
                 return response
-            delay = self.retry.next_delay(retry, _retry_after(response), deadline) \
-                if response.status_code in RETRY_STATUSES else None
-            if delay is None:
-                raise self._wire.error(response)
-            time.sleep(delay)
-            retry += 1
+            time.sleep(_next_delay(self._wire, response, retry, self.retry, deadline))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._http.close()
@@ -279,22 +291,15 @@ class AsyncHttpScorerClient:
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None,
                     timeout: float | None) -> httpx.Response:
-        timeout = self.timeout if timeout is None else timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(self.timeout if timeout is None else timeout)
         content = None if body is None else self._wire.encode(body)
-        retry = 0
-        while True:
-            remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-            response = await self._http.request(method, path, content=content, timeout=remaining,
+        for retry in itertools.count():
+            response = await self._http.request(method, path, content=content, timeout=_remaining(deadline),
                                                 headers=_deadline_headers(deadline))
             if response.is_success:
                 return response
-            delay = self.retry.next_delay(retry, _retry_after(response), deadline) \
-                if response.status_code in RETRY_STATUSES else None
-            if delay is None:
-                raise self._wire.error(response)
-            await asyncio.sleep(delay)
-            retry += 1
+            await asyncio.sleep(_next_delay(self._wire, response, retry, self.retry, deadline))
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await self._http.aclose()
