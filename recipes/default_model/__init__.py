@@ -29,9 +29,15 @@ from xscore.recipes.default_model.evaluate import (
     ScorePairs,
     evaluate_ranking,
     load_eval_set,
+    load_everyday_set,
     metrics_table,
 )
 from xscore.recipes.default_model.train import Recipe
+from xscore.recipes.default_model.wordnet import LICENSE as WORDNET_LICENSE
+from xscore.recipes.default_model.wordnet import PACKAGE as WORDNET_PACKAGE
+from xscore.recipes.default_model.wordnet import VERSION as WORDNET_VERSION
+from xscore.recipes.default_model.wordnet import data_hashes as wordnet_hashes
+from xscore.recipes.default_model.wordnet import fetch_wordnet, load_wordnet_docs
 from xscore.service.models.defaultmodel import (
     ARTIFACT_DIR,
     CARD_FILE,
@@ -43,38 +49,54 @@ from xscore.service.models.defaultmodel import (
     sha256_file,
 )
 
+WORDNET_EVAL_FILE = "eval_wordnet.jsonl.gz"
+
 __all__ = [
     "ARTIFACT_DIR", "DEFAULT_MODEL_NAME", "Recipe", "ScorePairs", "base_model_dir",
-    "build_default", "evaluate_default", "evaluate_ranking", "load_eval_set",
+    "build_default", "evaluate_default", "evaluate_ranking", "load_eval_set", "shipped_eval_sets",
     "materialize_default", "metrics_table", "vendor_base", "vendor_graph",
 ]
 
 # ----------------------------------------------------------------------------- evaluate
 
 
-def evaluate_default(model_dir: Path | None = None, eval_set: Sequence[EvalQuery] | None = None,
+def evaluate_default(model_dir: Path | None = None, eval_sets: Mapping[str, Sequence[EvalQuery]] | None = None,
                      systems: Sequence[str] = ("bm25", "bi-encoder", "cross-encoder"),
                      extra: Mapping[str, ScorePairs] | None = None, progress: bool = True,
-                     k: int = 10) -> dict[str, dict[str, float]]:
-    """{system: {"mrr@k", "ndcg@k", "queries"}} on the held-out set shipped in artifact/.
+                     k: int = 10) -> dict[str, dict[str, dict[str, float]]]:
+    """{set: {system: {"mrr@k", "ndcg@k", "top1", "queries"}}} on the held-out sets shipped in
+    artifact/ (Debian, WordNet) and the everyday questions.
 
     `extra` adds scorers by name, e.g. {"onnx int8": engine_score_pairs}.
     """
     from xscore.recipes.default_model.evaluate import BiEncoder, TorchCrossEncoder, bm25_scorer
 
-    items = list(eval_set) if eval_set is not None else load_eval_set(ARTIFACT_DIR / EVAL_FILE)
-    scorers: dict[str, ScorePairs] = {}
+    sets = dict(eval_sets) if eval_sets is not None else shipped_eval_sets()
+    scorers: dict[str, ScorePairs | None] = {}
     if "bm25" in systems:
-        scorers["BM25 (bm25s)"] = bm25_scorer(items)
+        scorers["BM25 (bm25s)"] = None  # built per set: its term statistics are the set's own
     if "bi-encoder" in systems:
         scorers["bi-encoder all-MiniLM-L6-v2 (cosine)"] = BiEncoder(base_model_dir()).score_pairs
-    if "cross-encoder" in systems:
-        with tempfile.TemporaryDirectory() as scratch:
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        if "cross-encoder" in systems:
             directory = model_dir or materialize_default(Path(scratch) / "model")
             scorers["cross-encoder torch fp32"] = TorchCrossEncoder(directory).score_pairs
-    scorers.update(extra or {})
-    return {name: evaluate_ranking(items, score, k=k, desc=name if progress else None)
-            for name, score in scorers.items()}
+        scorers.update(extra or {})
+        for set_name, items in sets.items():
+            results[set_name] = {
+                name: evaluate_ranking(items, score or bm25_scorer(items), k=k,
+                                       desc=f"{set_name}: {name}" if progress else None)
+                for name, score in scorers.items()}
+    return results
+
+
+def shipped_eval_sets(artifact_dir: Path = ARTIFACT_DIR) -> dict[str, list[EvalQuery]]:
+    sets = {"debian": load_eval_set(artifact_dir / EVAL_FILE)}
+    if (artifact_dir / WORDNET_EVAL_FILE).is_file():
+        sets["wordnet"] = load_eval_set(artifact_dir / WORDNET_EVAL_FILE)
+    sets["everyday"] = load_everyday_set()
+    return sets
 
 
 # ----------------------------------------------------------------------------- build
@@ -96,31 +118,55 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     started = time.perf_counter()
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    translation, packages = fetch_debian_text(Path(data_dir) if data_dir else _data_cache())
+    cache = Path(data_dir) if data_dir else _data_cache()
+    translation, packages = fetch_debian_text(cache)
     docs = D.load_docs(translation.read_text(encoding="utf-8"),
                        D.parse_sources(packages.read_text(encoding="utf-8")))
     train_docs, heldout = D.split_docs(docs, recipe.eval_percent)
+    wordnet = fetch_wordnet(cache)
+    words = load_wordnet_docs(wordnet)
+    train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
     torch.set_num_threads(recipe.threads)
     base = base_model_dir()
     embed = BiEncoder(base).embed
-    _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out")
-    groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed,
-                                 embed=embed if recipe.distill_weight else None)
+    teacher = embed if recipe.distill_weight else None
+    _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out; "
+                    f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out")
+    groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed, embed=teacher)
+    groups += D.make_train_groups(train_words, recipe.wordnet_train_queries, recipe.negatives,
+                                  recipe.seed + 2, embed=teacher)
     eval_set = D.make_eval_set(heldout, docs, recipe.eval_queries, recipe.eval_candidates,
                                recipe.seed, embed=embed)
+    wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,
+                                   recipe.seed, embed=embed)
     model = train_cross_encoder(base, groups, recipe, progress=progress)
     save_file(shipped_state(model), str(dest_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     save_eval_set(eval_set, dest_dir / EVAL_FILE)
+    save_eval_set(wordnet_eval, dest_dir / WORDNET_EVAL_FILE)
     card = _card(recipe, base, translation, docs, train_docs, heldout, eval_set, dest_dir)
+    card["data"] = {"debian": card["data"], "wordnet": {
+        "source": f"WordNet 3.0 (Debian package {WORDNET_PACKAGE} {WORDNET_VERSION}): common one-sense "
+                  "words (tagged at least once in its sense-tagged corpus); query 'what is <word>' "
+                  "and the like, passage its definition",
+        "license": WORDNET_LICENSE, "sha256": wordnet_hashes(wordnet), "words_used": len(words),
+        "train_words": len(train_words), "heldout_words": len(heldout_words),
+        "train_queries": recipe.wordnet_train_queries, "eval_queries": len(wordnet_eval),
+        "eval_candidates_per_query": recipe.eval_candidates},
+        "everyday": {"source": "hand-written everyday questions, each with its answer and four "
+                               "distractors that share its words (recipes/default_model/everyday_questions.jsonl)",
+                     "license": "Apache-2.0, as this repository", "queries": len(load_everyday_set())}}
+    card["eval_set"]["wordnet"] = {"file": WORDNET_EVAL_FILE,
+                                   "sha256": sha256_file(dest_dir / WORDNET_EVAL_FILE)}
     card["build_seconds"] = round(time.perf_counter() - started, 1)
     (dest_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     if evaluate:
         with tempfile.TemporaryDirectory() as scratch:
             model_dir = materialize_default(Path(scratch) / "model", artifact_dir=dest_dir)
-            card["metrics"] = evaluate_default(model_dir, eval_set, progress=progress)
+            card["metrics"] = evaluate_default(model_dir, shipped_eval_sets(dest_dir), progress=progress)
         card["evaluate_seconds"] = round(time.perf_counter() - started - card["build_seconds"], 1)
         (dest_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-        _note(progress, metrics_table(card["metrics"]))
+        for set_name, rows in card["metrics"].items():
+            _note(progress, f"{set_name}\n{metrics_table(rows)}")
     return dest_dir
 
 

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--data-dir", type=Path, default=None,
                        help="cache for the decompressed Debian indexes (default: $XSCORE_CACHE/defaultmodel-data)")
     build.add_argument("--no-evaluate", action="store_true")
-    evaluate = commands.add_parser("evaluate", help="MRR@10 / NDCG@10 on the held-out set")
+    evaluate = commands.add_parser("evaluate", help="MRR@10 / NDCG@10 / top-1 on the held-out sets and the everyday questions")
     evaluate.add_argument("--model-dir", type=Path, default=None)
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument("--variant", action="append", default=[], choices=variants.NAMES,
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         build_default(args.dest, data_dir=args.data_dir, evaluate=not args.no_evaluate)
     elif args.command == "evaluate":
         results = evaluate_default(args.model_dir, extra=_served_variants(args.model_dir, args.variant))
-        print(json.dumps(results, indent=2) if args.json else metrics_table(results))
+        print(json.dumps(results, indent=2) if args.json else
+              "\n\n".join(f"{name}\n{metrics_table(rows)}" for name, rows in results.items()))
     elif args.command == "vendor-base":
         print(vendor_base())
         print(vendor_graph())

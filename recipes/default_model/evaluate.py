@@ -8,6 +8,7 @@ same loop on the same candidates. Torch is imported lazily: the serving install 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -24,14 +25,16 @@ ScorePairs = Callable[[list[tuple[str, str]]], np.ndarray]
 
 def evaluate_ranking(eval_set: Sequence[EvalQuery], score_pairs: ScorePairs, k: int = 10,
                      desc: str | None = None) -> dict[str, float]:
-    """Mean MRR@k and NDCG@k of score_pairs over the eval set (one call per query)."""
+    """Mean MRR@k, NDCG@k and top-1 (the share of queries answered first) of score_pairs over the
+    eval set (one call per query)."""
     rr, ndcg = [], []
     for item in tqdm(eval_set, desc=desc, disable=desc is None, leave=False):
         scores = np.asarray(score_pairs([(item.query, c) for c in item.candidates]), dtype=np.float64)
         ranked = ranked_relevance(scores.reshape(-1), item.relevance)
         rr.append(reciprocal_rank_at(ranked, k))
         ndcg.append(ndcg_at(ranked, k))
-    return {f"mrr@{k}": mean(rr), f"ndcg@{k}": mean(ndcg), "queries": float(len(eval_set))}
+    return {f"mrr@{k}": mean(rr), f"ndcg@{k}": mean(ndcg), "top1": mean([float(r == 1.0) for r in rr]),
+            "queries": float(len(eval_set))}
 
 
 # ----------------------------------------------------------------------------- eval set files
@@ -47,6 +50,24 @@ def save_eval_set(eval_set: Sequence[EvalQuery], path: Path) -> None:
 def load_eval_set(path: Path) -> list[EvalQuery]:
     with gzip.open(path, "rt", encoding="utf-8") as source:
         return [EvalQuery(**json.loads(line)) for line in source if line.strip()]
+
+
+EVERYDAY_FILE = Path(__file__).resolve().parent / "everyday_questions.jsonl"
+
+
+def load_everyday_set(path: Path = EVERYDAY_FILE) -> list[EvalQuery]:
+    """The hand-written everyday questions: each answer among distractors that share its words
+    (the lexical traps), at a position fixed by a hash of the query (no position bias)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        candidates = list(row["distractors"])
+        at = int(hashlib.sha256(row["query"].encode()).hexdigest()[:8], 16) % (len(candidates) + 1)
+        candidates.insert(at, row["relevant"])
+        out.append(EvalQuery(row["query"], candidates, [int(n == at) for n in range(len(candidates))]))
+    return out
 
 
 # ----------------------------------------------------------------------------- systems
@@ -134,7 +155,8 @@ class TorchCrossEncoder:
 
 
 def metrics_table(results: dict[str, dict[str, float]], k: int = 10) -> str:
-    lines = [f"| system | MRR@{k} | NDCG@{k} |", "|---|---|---|"]
+    lines = [f"| system | MRR@{k} | NDCG@{k} | top-1 |", "|---|---|---|---|"]
     for name, row in results.items():
-        lines.append(f"| {name} | {row[f'mrr@{k}']:.4f} | {row[f'ndcg@{k}']:.4f} |")
+        top1 = f"{row['top1']:.3f}" if "top1" in row else "-"
+        lines.append(f"| {name} | {row[f'mrr@{k}']:.4f} | {row[f'ndcg@{k}']:.4f} | {top1} |")
     return "\n".join(lines)

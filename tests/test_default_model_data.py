@@ -1,0 +1,100 @@
+"""The default model's general-English data (WordNet), the everyday questions and the training order."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from xscore.recipes.default_model import Recipe
+from xscore.recipes.default_model.data import TrainGroup
+from xscore.recipes.default_model.evaluate import bm25_scorer, evaluate_ranking, load_everyday_set
+from xscore.recipes.default_model.train import _batched_order
+from xscore.recipes.default_model.wordnet import load_wordnet_docs, parse_data_line
+
+# Lines in WordNet 3.0's data.* format: offset, lexicographer file, part, word count (hex),
+# words with lex ids, pointers, then "| gloss" (definition; "examples").
+DATA_NOUN = """\
+  1 This software and database is being provided to you, the LICENSEE, by Princeton University
+09411430 17 n 01 river 0 002 @ 09448361 n 0000 ~ 09258617 n 0000 | a large natural stream of water (larger than a creek); "the river was navigable for 50 miles"
+00297657 04 n 02 ford 0 fording 0 001 @ 00297532 n 0000 | the act of crossing a stream or river by wading or in a car or on a horse
+08420278 14 n 01 bank 0 000 | a financial institution that accepts deposits and channels the money into lending activities
+09213565 17 n 01 bank 1 000 | sloping land (especially the slope beside a body of water)
+09999990 18 n 01 Lysander 0 000 | a Spartan naval commander who won the final battle of the war
+09999991 17 n 01 rill 0 000 | a small stream of water flowing through land
+"""
+INDEX_NOUN = """\
+  1 This software and database is being provided to you, the LICENSEE, by Princeton University
+river n 1 2 @ ~ 1 3 09411430
+ford n 1 1 @ 1 1 00297657
+fording n 1 1 @ 1 1 00297657
+bank n 2 0 2 5 08420278 09213565
+lysander n 1 0 1 1 09999990
+rill n 1 0 1 0 09999991
+"""
+
+
+@pytest.fixture()
+def wordnet_dir(tmp_path: Path) -> Path:
+    (tmp_path / "data.noun").write_text(DATA_NOUN)
+    (tmp_path / "index.noun").write_text(INDEX_NOUN)
+    for part in ("verb", "adj", "adv"):
+        (tmp_path / f"data.{part}").write_text("")
+        (tmp_path / f"index.{part}").write_text("")
+    return tmp_path
+
+
+def test_a_data_line_gives_its_words_definition_and_examples() -> None:
+    synset, words, definition, examples = parse_data_line(DATA_NOUN.splitlines()[1])
+    assert synset == "09411430n" and words == ["river"]
+    assert definition == "a large natural stream of water (larger than a creek)"
+    assert examples == ["the river was navigable for 50 miles"]
+    assert parse_data_line(DATA_NOUN.splitlines()[0]) is None  # the license header
+
+
+def test_only_common_one_sense_words_become_questions_answered_by_their_definition(wordnet_dir) -> None:
+    docs = {doc.group: doc for doc in load_wordnet_docs(wordnet_dir)}
+    # bank has two senses, Lysander is a name, rill was never sense-tagged
+    assert set(docs) == {"wordnet:river", "wordnet:ford", "wordnet:fording"}
+    river = docs["wordnet:river"]
+    assert "river" in river.summary and river.summary != "river"
+    # the definition alone: the example would repeat the word, as the traps do
+    assert river.passage == "A large natural stream of water (larger than a creek)."
+    assert load_wordnet_docs(wordnet_dir) == list(docs.values())  # deterministic, sorted
+
+
+def test_the_everyday_questions_set_lexical_traps_that_bm25_falls_into() -> None:
+    items = load_everyday_set()
+    assert len(items) == 24 and all(sum(item.relevance) == 1 and len(item.candidates) == 5 for item in items)
+    positions = {item.relevance.index(1) for item in items}
+    assert len(positions) > 1  # the answer is not always in one place
+    assert evaluate_ranking(items, bm25_scorer(items))["top1"] <= 0.25
+
+
+def test_a_training_step_holds_groups_of_one_length_class_in_a_seeded_order() -> None:
+    short = [TrainGroup(f"q{n}", "A short definition.", ["x"]) for n in range(6)]
+    long = [TrainGroup(f"p{n}", "A package description. " * 30, ["y"]) for n in range(5)]
+    groups = [*short, *long]
+    recipe = dataclasses.replace(Recipe(), groups_per_step=2)
+    order = _batched_order(groups, recipe)
+    steps = [order[start:start + 2] for start in range(0, len(order), 2)]
+    assert len(steps) == 5  # 3 short steps, 2 long: the odd long group waits for no partner
+    for step in steps:
+        assert len({len(groups[index].positive) < 400 for index in step}) == 1
+    assert order == _batched_order(groups, recipe)
+    assert order != _batched_order(groups, dataclasses.replace(recipe, seed=recipe.seed + 1))
+
+
+def test_the_shipped_default_answers_everyday_questions_as_often_as_its_bi_encoder_and_as_its_card_says() -> None:
+    pytest.importorskip("torch")  # the recipe's extra: the bi-encoder and the torch reference
+    import json
+
+    from xscore.recipes.default_model import ARTIFACT_DIR, evaluate_default
+
+    measured = evaluate_default(eval_sets={"everyday": load_everyday_set()},
+                                systems=("bi-encoder", "cross-encoder"), progress=False)["everyday"]
+    cross, bi = measured["cross-encoder torch fp32"], measured["bi-encoder all-MiniLM-L6-v2 (cosine)"]
+    assert cross["top1"] >= bi["top1"], measured
+    card = json.loads((ARTIFACT_DIR / "default_model.json").read_text())["metrics"]["everyday"]
+    assert cross["mrr@10"] == pytest.approx(card["cross-encoder torch fp32"]["mrr@10"], abs=1e-6)
