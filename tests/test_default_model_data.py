@@ -98,3 +98,49 @@ def test_the_shipped_default_answers_everyday_questions_as_often_as_its_bi_encod
     assert cross["top1"] >= bi["top1"], measured
     card = json.loads((ARTIFACT_DIR / "default_model.json").read_text())["metrics"]["everyday"]
     assert cross["mrr@10"] == pytest.approx(card["cross-encoder torch fp32"]["mrr@10"], abs=1e-6)
+
+
+def test_dense_negatives_are_the_embeddings_nearest_passages_beside_the_bm25_traps() -> None:
+    import numpy as np
+
+    from xscore.recipes.default_model.data import Doc, make_train_groups
+
+    # definitions that share no word with their neighbours' queries, so BM25 cannot find them,
+    # and one that only mentions the word (the trap BM25 finds)
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
+        ("anvil", "A heavy block of iron for forging."), ("hammer", "A hand tool with a heavy head for striking."),
+        ("tulip", "A spring flower grown from a bulb."), ("river", "A large natural stream of water."),
+        ("creek", "A natural stream smaller than a brook."), ("lake", "A body of fresh water surrounded by land."),
+        ("ford", "The act of crossing a river by wading.")]]
+    topics = {"river": 0, "creek": 0, "lake": 0, "stream": 0, "water": 0, "anvil": 1, "hammer": 1,
+              "iron": 1, "tool": 1, "forging": 1, "striking": 1, "flower": 2, "tulip": 2, "bulb": 2,
+              "crossing": 3, "wading": 3, "act": 3}
+
+    def embed(texts):  # a topic embedding: what a bi-encoder knows that BM25 does not
+        rows = np.zeros((len(texts), 4), dtype=np.float32)
+        for n, text in enumerate(texts):
+            for word in text.lower().replace(".", "").split():
+                if word in topics:
+                    rows[n, topics[word]] += 1
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    near_misses = {"A natural stream smaller than a brook.", "A body of fresh water surrounded by land."}
+    groups = {group.query: group for group in make_train_groups(docs, len(docs), 2, seed=3, dense=embed)}
+    river = groups["what is a river"]
+    assert river.positive == "A large natural stream of water."
+    trap = "The act of crossing a river by wading."
+    # the nearest first, then the BM25 hit: the passage that only mentions the word
+    assert river.negatives[0] in near_misses and river.negatives[1] == trap
+    lexical_only = {group.query: group for group in make_train_groups(docs, len(docs), 2, seed=3)}
+    assert lexical_only["what is a river"].negatives[0] == trap
+
+
+def test_the_shipped_card_was_made_by_the_recipe_as_it_stands() -> None:
+    import json
+
+    from xscore.recipes.default_model import ARTIFACT_DIR
+
+    card = json.loads((ARTIFACT_DIR / "default_model.json").read_text())
+    assert card["recipe"] == dataclasses.asdict(Recipe()), "change the recipe and rebuild, or neither"
+    assert card["recipe_version"] == Recipe().version
+    assert set(card["metrics"]) == {"debian", "wordnet", "everyday"}

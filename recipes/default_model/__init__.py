@@ -134,7 +134,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
                     f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out")
     groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed, embed=teacher)
     groups += D.make_train_groups(train_words, recipe.wordnet_train_queries, recipe.negatives,
-                                  recipe.seed + 2, embed=teacher)
+                                  recipe.seed + 2, embed=teacher,
+                                  dense=embed if recipe.wordnet_dense_negatives else None)
     eval_set = D.make_eval_set(heldout, docs, recipe.eval_queries, recipe.eval_candidates,
                                recipe.seed, embed=embed)
     wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,

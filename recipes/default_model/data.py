@@ -234,23 +234,28 @@ def _interleave(*lists: Iterable[int]) -> list[int]:
 
 
 def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, seed: int,
-                      embed: Embed | None = None) -> list[TrainGroup]:
+                      embed: Embed | None = None, dense: Embed | None = None) -> list[TrainGroup]:
     """One group per sampled query: its passage plus siblings and BM25 negatives.
 
     Half the negatives are siblings where a package has them (they teach the fine
     distinctions: '-data', '-doc', '-dev'), the rest BM25 top hits (lexical traps). With
-    `embed`, the bi-encoder's cosines are attached as a soft distillation target.
+    `dense`, half are instead the bi-encoder's nearest passages (semantic near-misses: the
+    definition of a neighbouring word), interleaved with the BM25 hits. With `embed`, the
+    bi-encoder's cosines are attached as a soft distillation target.
     """
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(docs)), min(n_queries, len(docs))))
     index = sibling_index(docs)
     bm25 = Bm25([d.passage for d in docs])
     hits = bm25.top([docs[i].summary for i in picked], k=n_negatives + 1)
+    near = _nearest(dense, docs, picked, n_negatives + 1) if dense is not None else None
     groups: list[TrainGroup] = []
     for row, i in enumerate(picked):
         sib = siblings(i, docs, index)
         rng.shuffle(sib)
         lexical = [int(j) for j in hits[row] if int(j) != i]
+        if near is not None:
+            lexical = _interleave([j for j in near[row] if j != i], lexical)
         chosen = list(dict.fromkeys(sib[: n_negatives // 2] + lexical))[:n_negatives]
         while len(chosen) < n_negatives:  # pad with random passages (rare: tiny corpora)
             j = rng.randrange(len(docs))
@@ -261,6 +266,13 @@ def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, see
     if embed is not None:
         attach_teacher(groups, embed)
     return groups
+
+
+def _nearest(embed: Embed, docs: Sequence[Doc], picked: Sequence[int], k: int) -> list[list[int]]:
+    """For each picked query, the k passages of docs nearest to it by the bi-encoder."""
+    pool = embed([d.passage for d in docs])
+    sims = embed([docs[i].summary for i in picked]) @ pool.T
+    return [[int(j) for j in np.argsort(-row, kind="stable")[:k]] for row in sims]
 
 
 def attach_teacher(groups: list[TrainGroup], embed: Embed) -> None:
