@@ -10,6 +10,7 @@ back as the `XscoreError`s the servicer raised (precise code, details, retry-aft
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -57,14 +58,32 @@ def _timeout(deadline: float | None) -> float | None:
 class RemoteScorer:
     def __init__(self, target: str, *, channel: grpc.aio.Channel | None = None,
                  retry: RetryPolicy | None = None, token: str | None = None, tls: TlsFiles | None = None) -> None:
-        """`target` is "host:port". The client (and its channel) is made on first use, because
-        grpc.aio binds a channel to the running loop, which the constructor may not run on."""
+        """`target` is "host:port", several comma-separated, or a `dns:///` name. The client (and
+        its channel) is made on first use, because grpc.aio binds a channel to the running loop,
+        which the constructor may not run on."""
         self.target = target
         self._channel = channel
         self._retry = retry
         self._token = token
         self._tls = tls
         self._client: AsyncScorerClient | None = None
+        self.draining = False  # /readyz answers 503 while it is set (gateway.backend.is_ready)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin_drain(self) -> None:
+        """Stop admitting, as a Scorer does: readiness goes false, new calls get UNAVAILABLE, and
+        the calls already sent upstream run to the end."""
+        self.draining = True
+
+    async def wait_idle(self, timeout: float | None) -> bool:
+        """True once no call is in flight, False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _scorer(self) -> AsyncScorerClient:
         if self._client is None:
@@ -74,10 +93,19 @@ class RemoteScorer:
         return self._client
 
     async def _call(self, call: Callable[[AsyncScorerClient], Awaitable[T]]) -> T:
+        if self.draining:
+            raise XscoreError(ErrorCode.UNAVAILABLE, "the gateway is draining; retry on another replica",
+                              retry_after_s=1.0)
+        self._in_flight += 1
+        self._idle.clear()
         try:
             return await call(self._scorer())
         except grpc.RpcError as error:
             raise error_from_rpc(error, self.target) from None
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     async def score(self, request: ScoreRequest) -> ScoreResult:
         check_top_k(request.top_k)  # a uint32 on the wire cannot carry a negative top_k to be refused there

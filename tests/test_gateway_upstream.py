@@ -230,3 +230,23 @@ def test_a_full_queue_is_429_with_retry_after_locally_and_across_the_upstream_ho
 
 async def start(scorer: Scorer) -> None:
     scorer.start()
+
+
+def test_a_draining_gateway_is_not_ready_refuses_new_calls_and_waits_for_those_upstream(loop, upstream) -> None:
+    remote = RemoteScorer(upstream)
+    with running_gateway(loop, remote) as base, httpx.Client(base_url=base, timeout=30) as http:
+        body = {"query": {"text": "q"}, "items": [{"text": "d"}]}
+        assert http.get("/readyz").status_code == 200
+        assert http.post("/v1/score/tiny", json=body, headers={"accept": JSON}).status_code == 200
+        assert loop.run(remote.wait_idle(1.0))  # nothing left in flight
+
+        async def begin_drain() -> None:
+            remote.begin_drain()
+
+        loop.run(begin_drain())
+        assert http.get("/readyz").status_code == 503
+        refused = http.post("/v1/score/tiny", json=body, headers={"accept": JSON})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["code"] == "UNAVAILABLE" and "draining" in refused.json()["message"]
+        assert loop.run(remote.wait_idle(1.0))
+    loop.run(remote.close())

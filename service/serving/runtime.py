@@ -120,12 +120,18 @@ class Runtime:
     async def shutdown(self) -> bool:
         """Drain, close the batchers, stop the servers. False if the drain timed out."""
         if self.scorer is None:
-            # a gateway only: uvicorn finishes the requests it has within the grace period
+            # a gateway only: drain as a scorer does (readiness false, new calls UNAVAILABLE, the
+            # calls sent upstream answered), then stop the server
+            assert self.remote is not None
+            self.remote.begin_drain()
+            drained = await self.remote.wait_idle(self.config.drain_timeout_s)
+            if not drained:
+                log.warning("drain timed out after %.1fs with calls still at the upstream",
+                            self.config.drain_timeout_s)
             for server in self.servers.values():
-                await server.stop(grace=self.config.drain_timeout_s)
-            if self.remote is not None:
-                await self.remote.close()
-            return True
+                await server.stop(grace=1.0)
+            await self.remote.close()
+            return drained
         drained = await self.scorer.drain(self.config.drain_timeout_s)
         if not drained:
             log.warning("drain timed out after %.1fs with %d calls still in flight; answering the queued "
