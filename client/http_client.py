@@ -12,6 +12,7 @@ details}` body, so code written against one transport reads the same against the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -23,6 +24,7 @@ import httpx
 import msgpack
 
 from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.http import DEADLINE_HEADER, RETRY_STATUSES, TIMING_HEADERS
 from xscore.api.schema import (
     Item,
     LengthPolicy,
@@ -37,12 +39,7 @@ from xscore.api.schema import (
 from xscore.client.retry import RetryPolicy
 
 FORMATS = {"msgpack": "application/msgpack", "json": "application/json"}
-RETRY_STATUSES = frozenset({429, 503})
-DEADLINE_HEADER = "X-Timeout-Ms"
-_TIMING_HEADERS = {"queue_ms": "X-Queue-Time", "tokenize_ms": "X-Tokenization-Time",
-                   "inference_ms": "X-Inference-Time", "total_ms": "X-Total-Time"}
-_LENGTH_FIELDS = ("max_tokens_per_doc", "max_tokens_per_query", "long_documents", "chunk_overlap",
-                  "aggregate", "max_chunks_per_doc")
+_LENGTH_FIELDS = tuple(field.name for field in dataclasses.fields(LengthPolicy))
 ItemLike = str | tuple[str, str] | Item  # text, (id, text) or an Item
 
 
@@ -146,7 +143,7 @@ def _lengths(lengths: LengthPolicy) -> dict[str, Any]:
 
 def _timing(response: httpx.Response) -> Timing:
     values = {}
-    for name, header in _TIMING_HEADERS.items():
+    for name, header in TIMING_HEADERS.items():
         try:
             values[name] = float(response.headers.get(header, "0"))
         except ValueError:

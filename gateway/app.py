@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from xscore.api.errors import ErrorCode, XscoreError
+from xscore.api.http import DEADLINE_HEADER, TIMING_HEADERS
 from xscore.gateway import docs, ops, rerank, sie, vllm
 from xscore.gateway.backend import ScoringBackend
 from xscore.gateway.codec import DecodeLimits
@@ -23,12 +24,10 @@ from xscore.gateway.endpoint import Endpoint, GatewayState, Handler
 from xscore.gateway.errors import error_response, method_not_allowed, not_found_route
 from xscore.gateway.media import Format, default_for, response_format
 from xscore.gateway.metrics import gateway_metrics
-from xscore.gateway.requests import DEADLINE_HEADER
 
 # Headers a browser page may send and read when CORS is on.
 _CORS_REQUEST_HEADERS = ("Accept", "Authorization", "Content-Type", "X-Request-ID", DEADLINE_HEADER)
-_CORS_EXPOSED_HEADERS = ("X-Request-ID", "X-Queue-Time", "X-Tokenization-Time", "X-Inference-Time",
-                         "X-Total-Time", "Retry-After")
+_CORS_EXPOSED_HEADERS = ("X-Request-ID", *TIMING_HEADERS.values(), "Retry-After")
 
 Respond = Callable[[Request], Awaitable[Response]]
 

@@ -18,11 +18,10 @@ from starlette import status
 from starlette.responses import Response
 
 from xscore.api.errors import HTTP_STATUS, ErrorCode, XscoreError
+from xscore.api.http import RETRY_STATUSES
 from xscore.gateway.media import Negotiated
 from xscore.gateway.responses import EncodedResponse
 
-# Statuses at which a client should come back later; they always carry Retry-After.
-RETRY_STATUSES = frozenset({status.HTTP_429_TOO_MANY_REQUESTS, status.HTTP_503_SERVICE_UNAVAILABLE})
 
 
 class FieldNames:

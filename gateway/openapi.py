@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from xscore.api.http import TIMING_HEADERS
+
 _JSON = "application/json"
 _MSGPACK = "application/msgpack"
 _X_MSGPACK = "application/x-msgpack"
@@ -56,7 +58,7 @@ def _error(description: str, *types: str, retry: bool = False) -> dict[str, Any]
 
 
 _TIMING_HEADERS = {name: {"$ref": f"#/components/headers/{name}"} for name in (
-    "X-Request-ID", "X-Queue-Time", "X-Tokenization-Time", "X-Inference-Time", "X-Total-Time")}
+    "X-Request-ID", *TIMING_HEADERS.values())}
 
 _PARAMETERS = [{"$ref": "#/components/parameters/X-Request-ID"}, {"$ref": "#/components/parameters/X-Timeout-Ms"}]
 

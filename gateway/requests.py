@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 
 from xscore.api.errors import ErrorCode, XscoreError, invalid
+from xscore.api.http import DEADLINE_HEADER
 from xscore.gateway.codec import DecodeLimits, decode
 from xscore.gateway.errors import unsupported_media_type
 from xscore.gateway.media import Format, body_format
 
 T = TypeVar("T")
 
-DEADLINE_HEADER = "X-Timeout-Ms"  # the caller's remaining patience; past it the answer is 504
 
 
 async def read_payload(request: Request, limits: DecodeLimits, *, untyped: Format | None = None) -> Any:

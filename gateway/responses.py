@@ -7,6 +7,7 @@ from typing import Any
 from starlette import status
 from starlette.responses import Response
 
+from xscore.api.http import TIMING_HEADERS
 from xscore.api.schema import Timing
 from xscore.gateway.codec import encode
 from xscore.gateway.media import Negotiated
@@ -29,9 +30,4 @@ def _ms(value: float) -> str:
 
 
 def timing_headers(timing: Timing) -> dict[str, str]:
-    return {
-        "X-Queue-Time": _ms(timing.queue_ms),
-        "X-Tokenization-Time": _ms(timing.tokenize_ms),
-        "X-Inference-Time": _ms(timing.inference_ms),
-        "X-Total-Time": _ms(timing.total_ms),
-    }
+    return {header: _ms(getattr(timing, field)) for field, header in TIMING_HEADERS.items()}
