@@ -48,10 +48,10 @@ def shipped_export(model_dir: Path, artifact_dir: Path = ARTIFACT_DIR):
     stamp, card = Path(model_dir) / _STAMP, artifact_dir / GRAPH_CARD_FILE
     if not (stamp.is_file() and card.is_file()):
         return None
-    weights_sha = json.loads(stamp.read_text()).get("weights_sha256")
-    if json.loads(card.read_text()).get("weights_sha256") != weights_sha:
+    graph_card = json.loads(card.read_text())
+    if graph_card.get("weights_sha256") != json.loads(stamp.read_text()).get("weights_sha256"):
         return None
-    return ShippedExport(artifact_dir, weights_sha)
+    return ShippedExport(artifact_dir, graph_card)
 
 
 def check_base(card: dict, base: Path = BASE_DIR) -> None:

@@ -13,7 +13,6 @@ like optimum's export and the stored logits are the PyTorch model's.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,12 +41,10 @@ def probe_digest(pairs: Sequence[EncodedPair]) -> str:
 class ShippedExport:
     """The exporter of the default model: the same two calls as the torch exporter."""
 
-    def __init__(self, artifact_dir: Path, weights_sha256: str) -> None:
+    def __init__(self, artifact_dir: Path, card: dict) -> None:
+        """`card`: the artifact's graph.json, already checked to be for the weights being exported."""
         self._artifact_dir = artifact_dir
-        self._card = json.loads((artifact_dir / GRAPH_CARD_FILE).read_text())
-        if self._card["weights_sha256"] != weights_sha256:
-            raise model_error(f"{artifact_dir / GRAPH_FILE} was made for other weights than "
-                              f"{artifact_dir}'s (rerun: python -m xscore.recipes.default_model vendor-base)")
+        self._card = card
 
     def export_onnx(self, model_dir: Path, output: Path, prompt: object = None) -> None:
         import onnx
