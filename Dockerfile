@@ -17,7 +17,7 @@
 #   built and gated on the GPU at the first start (its gate runs on the CUDA engine that serves it,
 #   and `docker build` has no GPU), then `--variant auto` times fp16 against fp32 and remembers
 #   the choice in the cache. A first start on another CPU class than the build machine's rebuilds
-#   the lossy CPU variants (their gates hold per class; about two minutes on 2 cores).
+#   the lossy CPU variants (their gates hold per class; about two minutes on 2 cores of the AMX class).
 # - other models, by the export install: --build-arg MODELS="name=org/model other=org/model2"
 #   (cpu: int8 + fp32, gpu: fp32), their Hugging Face snapshots too (HF_HOME is in the cache, the
 #   runtime is offline); serve them with -e XSCORE_MODEL=name=org/model,other=org/model2.
