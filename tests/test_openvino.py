@@ -16,7 +16,7 @@ from texts import mixed_documents
 from xscore.api.errors import XscoreError
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
-from xscore.service.models.export import export
+from xscore.service.models.export import export, export_each
 from xscore.service.models.fidelity import measure
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.probes import probe_pairs
@@ -180,3 +180,40 @@ def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_export
     a = score_pairs(latency, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
     b = score_pairs(throughput, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
     assert np.max(np.abs(a - b)) <= 1e-4
+
+
+def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(minilm_model_dir, cache_dir):
+    from xscore.service.models.engines import GROUP_SIZE_FACT
+    from xscore.service.models.variants import GROUP_SIZES, choose_group_size
+
+    results, refusals = export_each(str(minilm_model_dir), ["int8w"], root=cache_dir, progress=False)
+    outcome = results.get("int8w")
+    extra = outcome.manifest.extra if outcome else None
+    if extra is None:  # refused by the gate: the build's choice is still in the refusal's record
+        pytest.skip(f"int8w refused here: {refusals['int8w'].message}")
+    chosen = int(extra[GROUP_SIZE_FACT])
+    tried = [int(entry.split(":")[0]) for entry in extra["group_sizes_tried"].split("; ")]
+    # largest first, stopping at the first that kept the ranking (or the smallest, when none did)
+    assert chosen in GROUP_SIZES and tried == list(GROUP_SIZES[: GROUP_SIZES.index(chosen) + 1])
+    assert create_engine(outcome.path, outcome.manifest, device="cpu").quantization_group_size == chosen
+    forced = create_engine(outcome.path, outcome.manifest, device="cpu", options=EngineOptions(quantization_group_size=64))
+    assert forced.quantization_group_size == 64  # an operator's option overrides the build's choice
+
+    fp32 = results.get("fp32") or export_each(str(minilm_model_dir), ["fp32"], root=cache_dir, progress=False)[0]["fp32"]
+    group, figures = choose_group_size(fp32.path / fp32.manifest.model_file, outcome.path / outcome.manifest.model_file)
+    assert group == chosen and figures == extra["group_sizes_tried"]  # deterministic on one machine
+
+
+def test_no_group_size_keeping_the_ranking_falls_back_to_the_finest(minilm_exports, monkeypatch, tmp_path):
+    from xscore.service.models import variants
+
+    monkeypatch.setattr(variants, "GROUP_MIN_SPEARMAN", 1.01)  # a bar nothing lossy can reach
+    fp32 = minilm_exports["fp32"]
+    output = tmp_path / "model.onnx"
+    for name in fp32.path.iterdir():
+        if name.suffix != ".onnx" and name.is_file():
+            (tmp_path / name.name).write_bytes(name.read_bytes())
+    extra = variants.build_nncf_weight_int8(fp32.path / fp32.manifest.model_file, output, [])
+    assert extra["quantization_group_size"] == str(min(variants.GROUP_SIZES))
+    assert [entry.split(":")[0] for entry in extra["group_sizes_tried"].split("; ")] == \
+        [str(size) for size in variants.GROUP_SIZES]

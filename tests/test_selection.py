@@ -99,6 +99,10 @@ def test_models_list_shows_the_figures_and_what_auto_serves(minilm_decision, cac
         capture_output=True, text=True, timeout=120).stdout)
     minilm = next(model for model in listed if model["auto"] and model["source"].endswith("minilm"))
     assert any(entry["variant"] == "fp32" and entry["parity"]["max_abs_diff"] <= 1e-4 for entry in minilm["variants"])
+    int8w = [entry for entry in minilm["variants"] if entry["variant"] == "int8w"]
+    for entry in int8w:  # the run-time group size its build chose on this CPU
+        assert entry["quantization_group_size"] in {"128", "64", "32"}
+        assert f"groups of {entry['quantization_group_size']}  {entry['path']}" in done.stdout
 
 
 def _trial(variant: str, engine: str, rate: float) -> Trial:

@@ -116,18 +116,18 @@ def variants_needed(attempts: Sequence[Attempt]) -> list[Variant]:
 
 
 def engine_scorer(attempt: Attempt, exported: ExportResult) -> Scorer:
-    from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
-    from xscore.service.models.engines.openvino import OpenVinoEngine
+    from xscore.service.models.engines import create_engine
 
-    path = exported.path / exported.manifest.model_file
-    precision = exported.manifest.precision
+    options = EngineOptions(threads=attempt.threads)
     if attempt.backend == "openvino":
         if (attempt.hint == "THROUGHPUT") != (attempt.streams > 1):
             raise ValueError(f"{attempt.label}: OpenVINO runs THROUGHPUT exactly when streams > 1")
         options = EngineOptions(threads=attempt.threads, streams=attempt.streams, max_batch_tokens=attempt.budget)
-        engine = OpenVinoEngine(path, precision=precision, options=options)
-    else:
-        engine = OnnxRuntimeEngine(path, precision=precision, options=EngineOptions(threads=attempt.threads))
+    # through create_engine, as the service does: the facts a build recorded (int8w's group size) apply
+    engine = create_engine(exported.path, exported.manifest, engine=attempt.backend, device="cpu", options=options)
+    if engine.name != attempt.backend:
+        raise ValueError(f"{attempt.label}: {attempt.backend} cannot load {exported.path}; "
+                         f"{engine.name} would serve it")
     model = LoadedModel.load(attempt.label, exported.path, engine)
     scorer = BlockingScorer(model, batching=BatcherConfig(max_batch_tokens=attempt.budget))
     # closed by the benchmark when it is done: at interpreter exit its loop can no longer be

@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_list(args: argparse.Namespace) -> int:
     """Every export in the cache with its fidelity, and per machine class what `auto` measured,
     serves and why."""
+    from xscore.service.models.engines import GROUP_SIZE_FACT
     from xscore.service.models.selection import Decision
 
     root = args.cache or cache.cache_root()
@@ -45,7 +46,8 @@ def run_list(args: argparse.Namespace) -> int:
             if manifest is not None:
                 entries.append({"source": manifest.source, "variant": manifest.variant,
                                 "path": str(manifest_path.parent), "parity": manifest.parity,
-                                "ranking": manifest.ranking})
+                                "ranking": manifest.ranking,
+                                "quantization_group_size": manifest.extra.get(GROUP_SIZE_FACT)})
         # a decision whose served export is gone (other library versions, a cleaned cache) is
         # history, not what auto serves: the next start decides again
         decisions = [decision for path in sorted(model_dir.glob("auto-*.json"), key=lambda p: p.stat().st_mtime)
@@ -73,6 +75,8 @@ def _describe(model: dict) -> str:
         if ranking:
             figures += (f"  ranking Spearman {ranking['spearman_mean']:.4f} (min {ranking['spearman_min']:.4f})"
                         f"  NDCG@10 {100 * ranking['ndcg10_ratio']:.2f}%")
+        if entry.get("quantization_group_size"):
+            figures += f"  groups of {entry['quantization_group_size']}"
         lines.append(f"  {entry['variant']:5}  {figures}  {entry['path']}")
     for decision in model["auto"]:
         machine = decision["machine"]

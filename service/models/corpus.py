@@ -74,10 +74,14 @@ def held_out_docstrings() -> tuple[tuple[str, str], ...]:
     return tuple(entry for index, entry in enumerate(docstrings()) if not index % HELD_OUT_EVERY)
 
 
+PARTS = {"all": docstrings, "held_out": held_out_docstrings, "calibration": calibration_docstrings}
+
+
 def passages(count: int, seed: int = 0, min_words: int = 45, max_words: int = 170,
-             held_out: bool = False) -> list[str]:
-    """`count` passages of about 60-300 tokens (45-170 words), drawn deterministically."""
-    source = held_out_docstrings() if held_out else docstrings()
+             part: str = "all") -> list[str]:
+    """`count` passages of about 60-300 tokens (45-170 words), drawn deterministically from one
+    part of the corpus: "all", "held_out" (the ranking gate's) or "calibration" (never gated on)."""
+    source = PARTS[part]()
     pool = [text for _, text in source if min_words <= len(text.split())]
     rng = random.Random(seed)
     chosen = []

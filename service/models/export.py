@@ -35,7 +35,7 @@ from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.prompts import CONFIG_KEY as PROMPT_CONFIG_KEY
 from xscore.service.models.prompts import PromptProfile, prompt_profile
-from xscore.service.models.ranking import RankingFidelity, ranking_fidelity, ranking_set
+from xscore.service.models.ranking import RANKING_SET_SHAPE, RankingCheck
 from xscore.service.models.sources import (
     ModelSource,
     is_sequence_classifier,
@@ -144,7 +144,7 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
-        ranking = _RankingCheck(staging / ONNX_NAME, tokenizer, activation) \
+        ranking = RankingCheck(staging / ONNX_NAME, tokenizer, activation) \
             if any(row.gate.ranked for row in rows) else None
         context = _BuildContext(source, staging, tokenizer, pairs, reference, config, activation, ranking,
                                 versions, started)
@@ -170,7 +170,7 @@ class _BuildContext:
     reference: np.ndarray
     config: dict
     activation: Activation
-    ranking: _RankingCheck | None
+    ranking: RankingCheck | None
     versions: dict[str, str]
     started: float
 
@@ -246,32 +246,6 @@ def _build_variant(row: Variant, fp32_onnx: Path, scratch: Path) -> tuple[dict[s
         # the first choice could not load this graph: serve it where it was measured
         extra = {**extra, "engine": engine.name}
     return {**extra, "fidelity_engine": engine.name}, engine
-
-
-RANKING_SET_SHAPE = "8 queries x 50 candidates"
-
-
-class _RankingCheck:
-    """The ranking set, encoded once, with the fp32 export's raw scores as the reference."""
-
-    def __init__(self, fp32_onnx: Path, tokenizer: PairTokenizer, activation: Activation) -> None:
-        from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
-
-        self._queries = ranking_set()
-        self._pairs = tokenizer.encode([q.text for q in self._queries for _ in q.candidates],
-                                       [c for q in self._queries for c in q.candidates], truncate=True)
-        self._pad_id, self._activation = tokenizer.pad_id, activation
-        # the fp32 export on onnxruntime's CPU provider: exact to the PyTorch model (the fp32
-        # gate), and present on every install
-        self._reference = self._split(OnnxRuntimeEngine(fp32_onnx, device="cpu"))
-
-    def _split(self, engine: Engine) -> list[np.ndarray]:
-        raw = self._activation.raw(run_planned(engine.run, self._pairs, self._pad_id, PARITY_BATCH_TOKENS))
-        bounds = np.cumsum([len(q.candidates) for q in self._queries])[:-1]
-        return np.split(raw.astype(np.float64), bounds)
-
-    def measure(self, engine: Engine) -> RankingFidelity:
-        return ranking_fidelity(self._queries, self._reference, self._split(engine))
 
 
 def _serving_engine(directory: Path, row: Variant, extra: dict[str, str]) -> Engine:

@@ -15,10 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xscore.service.models.fidelity import spearman, top_k_agreement
+
+if TYPE_CHECKING:
+    from xscore.service.models.activation import Activation
+    from xscore.service.models.engines.base import Engine
+    from xscore.service.models.tokenization import PairTokenizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +35,18 @@ class Query:
     labels: list[float] | None = None  # graded relevance, if the set has it
 
 
-def ranking_set(count: int = 8, candidates: int = 50) -> list[Query]:
-    """`count` queries x `candidates` passages from the held-out part of the stdlib corpus:
-    each query is a docstring's summary line, and its own docstring is among the candidates."""
-    from xscore.service.models.corpus import held_out_docstrings, passages
+def ranking_set(count: int = 8, candidates: int = 50, part: str = "held_out") -> list[Query]:
+    """`count` queries x `candidates` passages from one part of the stdlib corpus (the gate's is
+    the held-out part; a build that tunes itself uses the calibration part, so the gate never
+    judges text a build was tuned on): each query is a docstring's summary line, and its own
+    docstring is among the candidates."""
+    from xscore.service.models.corpus import PARTS, passages
 
-    pool = [(summary, text) for summary, text in held_out_docstrings()
+    pool = [(summary, text) for summary, text in PARTS[part]()
             if 4 <= len(summary.split()) <= 20 and len(text.split()) >= 45]
     step = len(pool) // count
     chosen = [pool[index * step + step // 2] for index in range(count)]
-    return [Query(summary, [" ".join(text.split()[:170])] + passages(candidates - 1, seed=100 + index,
-                                                                       held_out=True))
+    return [Query(summary, [" ".join(text.split()[:170])] + passages(candidates - 1, seed=100 + index, part=part))
             for index, (summary, text) in enumerate(chosen)]
 
 
@@ -86,4 +94,37 @@ def ranking_fidelity(queries: Sequence[Query], references: Sequence[np.ndarray],
                            float(np.mean(tops)), max(diffs), len(queries))
 
 
-__all__ = ["Query", "RankingFidelity", "ndcg_at_10", "ranking_fidelity", "ranking_set"]
+class RankingCheck:
+    """A ranking set, encoded once, with the fp32 export's raw scores as the reference."""
+
+    def __init__(self, fp32_onnx: Path, tokenizer: PairTokenizer, activation: Activation,
+                 queries: Sequence[Query] | None = None) -> None:
+        from xscore.service.models.engines.onnxruntime import OnnxRuntimeEngine
+
+        self._queries = list(queries) if queries is not None else ranking_set()
+        self._pairs = tokenizer.encode([q.text for q in self._queries for _ in q.candidates],
+                                       [c for q in self._queries for c in q.candidates], truncate=True)
+        self._pad_id, self._activation = tokenizer.pad_id, activation
+        # the fp32 export on onnxruntime's CPU provider: exact to the PyTorch model (the fp32
+        # gate), and present on every install
+        self._reference = self._split(OnnxRuntimeEngine(fp32_onnx, device="cpu"))
+
+    def _split(self, engine: Engine) -> list[np.ndarray]:
+        from xscore.service.models.planner import run_planned
+
+        scores = run_planned(engine.run, self._pairs, self._pad_id, RANKING_BATCH_TOKENS)
+        raw = self._activation.raw(scores)
+        bounds = np.cumsum([len(q.candidates) for q in self._queries])[:-1]
+        return np.split(raw.astype(np.float64), bounds)
+
+    def measure(self, engine: Engine) -> RankingFidelity:
+        return ranking_fidelity(self._queries, self._reference, self._split(engine))
+
+
+RANKING_SET_SHAPE = "8 queries x 50 candidates"
+# batches under a budget every engine runs comfortably (the probe pairs' too)
+RANKING_BATCH_TOKENS = 4096
+
+
+__all__ = ["RANKING_SET_SHAPE", "Query", "RankingCheck", "RankingFidelity", "ndcg_at_10", "ranking_fidelity",
+           "ranking_set"]

@@ -9,6 +9,7 @@ Adding a backend = one module with its Engine class + one row here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from xscore.service.models.manifest import Manifest
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+# the manifest fact in which a build records the run-time quantization group size it chose
+GROUP_SIZE_FACT = "quantization_group_size"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
     which, and its fidelity was measured there) gets that engine under `auto`. A runtime that
     cannot load the graph hands it to the next engine that fits, with a warning."""
     resolved_device = resolve_device(device)
+    if options.quantization_group_size is None and manifest.extra.get(GROUP_SIZE_FACT):
+        options = dataclasses.replace(options, quantization_group_size=int(manifest.extra[GROUP_SIZE_FACT]))
     if engine == "auto" and manifest.extra.get("engine"):
         engine = manifest.extra["engine"]
     chosen = resolve_engine(engine, resolved_device, manifest.precision)
@@ -114,5 +119,5 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
     raise model_error(f"no engine here can run {directory / manifest.model_file}: {'; '.join(failures)}")
 
 
-__all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "Engine", "EngineKind", "EngineOptions", "create_engine",
+__all__ = ["DEVICES", "ENGINES", "GROUP_SIZE_FACT", "ENGINE_KINDS", "Engine", "EngineKind", "EngineOptions", "create_engine",
            "resolve_device", "resolve_engine"]

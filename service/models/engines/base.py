@@ -21,6 +21,9 @@ class EngineOptions:
     threads: int | None = None  # CPU threads; None: the physical cores
     streams: int = 1  # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams
     max_batch_tokens: int | None = None  # padded tokens per batch; None: the engine's measured best
+    # OpenVINO, int8w: activations are quantized at run time per group of this many values;
+    # None: the group size the variant's build chose (its manifest), else OpenVINO's default
+    quantization_group_size: int | None = None
 
 
 class Engine(Protocol):

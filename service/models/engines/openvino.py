@@ -92,6 +92,8 @@ class OpenVinoEngine:
             props.inference_num_threads: threads,
             "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_SHAPES,
         }
+        if options.quantization_group_size is not None:
+            config[hints.dynamic_quantization_group_size] = options.quantization_group_size
         if hint == "THROUGHPUT":
             config[props.num_streams] = streams
             # Streams of one thread each land on one core when pinned (measured 2.1x slower).
@@ -104,6 +106,7 @@ class OpenVinoEngine:
         self.parallelism = int(self._compiled.get_property(props.optimal_number_of_infer_requests)) \
             if hint == "THROUGHPUT" else 1
         self.hint, self.threads = hint, threads
+        self.quantization_group_size = int(self._compiled.get_property(hints.dynamic_quantization_group_size))
         self._inputs = [port.get_any_name() for port in self._compiled.inputs]
         # One infer request per concurrent caller: run() borrows one, so it is thread-safe and
         # `parallelism` callers keep every stream busy.
