@@ -7,8 +7,10 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
 - xscore engine-only: the same variant through an in-process Scorer, no transport;
 - the naive service (`benchmarks/baselines/naive_server.py`: sentence-transformers `CrossEncoder`
   behind a web app, one request at a time, as teams write it first);
-- sentence-transformers in-process: `CrossEncoder.predict` (torch fp32) in a fresh process, and its
-  own `backend="openvino"` (optimum-intel, from `--st-openvino-venv` or this environment);
+- sentence-transformers in-process: `CrossEncoder.predict` (torch fp32) in a fresh process, its
+  own `backend="openvino"` (optimum-intel, from `--st-openvino-venv` or this environment) and that
+  backend's static int8 export (`export_static_quantized_openvino_model`), with each one's mean
+  per-request Spearman against torch fp32;
 - infinity-emb's `/rerank` (torch engine) from its own virtualenv (`--infinity-venv`, made by
   `benchmarks/baselines/make_infinity_venv.sh`).
 
@@ -155,18 +157,45 @@ def engine_only(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 # Runs in any Python with sentence-transformers (a peer's own virtualenv too): the requests come on stdin.
 _PREDICT = """
-import json, statistics, sys, time
+import json, os, shutil, statistics, sys, tempfile, time
 from sentence_transformers import CrossEncoder
 model_dir, backend = sys.argv[1], sys.argv[2]
 requests = json.load(sys.stdin)
-model = CrossEncoder(model_dir, device="cpu", **({} if backend == "torch" else {"backend": backend}))
+if backend == "openvino-int8":
+    # sentence-transformers' own static int8 export (optimum-intel): calibrated on single texts,
+    # as its recipe does, from the workload's later requests (the timed ones are the first six)
+    from optimum.intel import OVQuantizationConfig
+    from sentence_transformers.backend import export_static_quantized_openvino_model
+    work = tempfile.mkdtemp()
+    shutil.copytree(model_dir, work + "/model")
+    os.makedirs(work + "/calibration")
+    with open(work + "/calibration/train.jsonl", "w") as out:
+        for query, documents in requests[6:] or requests:
+            for document in documents:
+                out.write(json.dumps({"sentence": query + " " + document}) + "\\n")
+    export_static_quantized_openvino_model(
+        CrossEncoder(work + "/model", device="cpu", backend="openvino"), OVQuantizationConfig(num_samples=300),
+        work + "/model", dataset_name=work + "/calibration", dataset_config_name="default",
+        dataset_split="train", column_name="sentence")
+    model = CrossEncoder(work + "/model", device="cpu", backend="openvino",
+                         model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml"})
+else:
+    model = CrossEncoder(model_dir, device="cpu", **({} if backend == "torch" else {"backend": backend}))
 model.predict([(requests[0][0], d) for d in requests[0][1]], batch_size=32)
 rates = []
 for query, documents in requests[:6]:
     begun = time.perf_counter()
     model.predict([(query, d) for d in documents], batch_size=32)
     rates.append(len(documents) / (time.perf_counter() - begun))
-print(json.dumps({"pairs_per_s": statistics.median(rates)}))
+result = {"pairs_per_s": statistics.median(rates)}
+if backend != "torch":
+    # after timing: how this backend's order of each timed request compares with torch fp32's
+    from scipy.stats import spearmanr
+    reference = CrossEncoder(model_dir, device="cpu")
+    result["spearman_vs_torch"] = statistics.mean(
+        float(spearmanr(reference.predict([(q, d) for d in docs]), model.predict([(q, d) for d in docs]))[0])
+        for q, docs in requests[:6])
+print(json.dumps(result))
 """
 
 
@@ -259,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(naive_row(args.model, args))
     rows.append(predict_row(args.model, args, "torch"))
     openvino_python = args.st_openvino_venv / "bin" / "python" if args.st_openvino_venv else None
-    rows.append(predict_row(args.model, args, "openvino", str(openvino_python)) if openvino_python and
-                openvino_python.exists() else predict_row(args.model, args, "openvino"))
+    for backend in ("openvino", "openvino-int8"):
+        rows.append(predict_row(args.model, args, backend, str(openvino_python)) if openvino_python and
+                    openvino_python.exists() else predict_row(args.model, args, backend))
     rows.append(infinity_row(args.model, args))
     result = {"machine": machine(), "model": str(args.model), "clients": args.clients, "workload": args.workload,
               "duration_s": args.duration, "warmup_s": args.warmup, "date": now.isoformat(timespec="seconds"),
@@ -320,6 +350,10 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         lines.append(f"| {row['system']} | {row['protocol']} | {row['pairs_per_s']:.1f} | "
                      f"{ms(latency.get('p50'), 0)} | {ms(latency.get('p99'), 0)} | {ms(row.get('alone_ms'), 0)} | {ratio} "
                      f"| {host_figures} |")
+    orders = [f"{row['system']}: {row['spearman_vs_torch']:.4f}" for row in rows if "spearman_vs_torch" in row]
+    if orders:
+        lines += ["", "Mean per-request Spearman against torch fp32 `predict` on the timed requests: "
+                  + "; ".join(orders) + "."]
     if chart:
         lines += ["", f"![pairs/s]({chart})"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""The peer comparison's baselines: each one measured in a process of its own, or reported as
+unavailable with the reason it could not start, never dropped."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import pytest
+
+from benchmarks import compare
+
+
+def _args(tmp_path) -> argparse.Namespace:
+    return argparse.Namespace(workload="rerank-10", seed=0, infinity_venv=None, output=tmp_path)
+
+
+def test_predict_in_a_fresh_process_measures_pairs_per_second(tiny_model_dir, tmp_path):
+    row = compare.predict_row(tiny_model_dir, _args(tmp_path), "torch")
+    assert row["pairs_per_s"] > 0 and "unavailable" not in row
+    assert row["system"] == "sentence-transformers CrossEncoder.predict (torch fp32)"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optimum.intel") is not None,
+                    reason="optimum-intel is installed here, so its int8 export would run")
+def test_sentence_transformers_int8_export_without_optimum_intel_is_reported_with_the_reason(tiny_model_dir,
+                                                                                           tmp_path):
+    row = compare.predict_row(tiny_model_dir, _args(tmp_path), "openvino-int8")
+    assert "pairs_per_s" not in row and "optimum" in row["unavailable"].lower()
+    assert row["system"] == "sentence-transformers CrossEncoder.predict (openvino-int8)"
+
+
+def test_a_missing_infinity_virtualenv_is_a_row_saying_how_to_make_one(tiny_model_dir, tmp_path):
+    row = compare.infinity_row(tiny_model_dir, _args(tmp_path))
+    assert "make_infinity_venv.sh" in row["unavailable"]
+
+
+def test_the_report_shows_unavailable_rows_and_each_backends_ranking_agreement():
+    result = {"machine": {"class": "x", "cpu": "cpu", "cores": 2}, "model": "m", "clients": 8,
+              "workload": "rerank-100", "duration_s": 8, "warmup_s": 2, "took_s": 60.0,
+              "rows": [{"system": "xscore serve", "protocol": "xscore-grpc", "pairs_per_s": 300.0},
+                       {"system": "st openvino int8", "protocol": "in-process", "pairs_per_s": 150.0,
+                        "spearman_vs_torch": 0.9712},
+                       {"system": "infinity", "protocol": "infinity", "unavailable": "no virtualenv"}]}
+    text = compare.markdown(result, None)
+    assert "| st openvino int8 | in-process | 150.0 |" in text and "2.00x" in text
+    assert "| infinity | infinity | unavailable: no virtualenv |" in text
+    assert "st openvino int8: 0.9712" in text
