@@ -169,12 +169,12 @@ if backend == "openvino-int8":
     work = tempfile.mkdtemp()
     shutil.copytree(model_dir, work + "/model")
     os.makedirs(work + "/calibration")
+    texts = [query + " " + document for query, documents in requests[6:] or requests for document in documents]
     with open(work + "/calibration/train.jsonl", "w") as out:
-        for query, documents in requests[6:] or requests:
-            for document in documents:
-                out.write(json.dumps({"sentence": query + " " + document}) + "\\n")
+        out.writelines(json.dumps({"sentence": text}) + "\\n" for text in texts)
     export_static_quantized_openvino_model(
-        CrossEncoder(work + "/model", device="cpu", backend="openvino"), OVQuantizationConfig(num_samples=300),
+        CrossEncoder(work + "/model", device="cpu", backend="openvino"),
+        OVQuantizationConfig(num_samples=min(300, len(texts))),
         work + "/model", dataset_name=work + "/calibration", dataset_config_name="default",
         dataset_split="train", column_name="sentence")
     model = CrossEncoder(work + "/model", device="cpu", backend="openvino",

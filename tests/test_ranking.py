@@ -52,6 +52,12 @@ def test_the_ranking_set_and_the_int8_calibration_draw_on_disjoint_docstrings():
         assert all(any(text.startswith(candidate) for text in held_out_texts) for candidate in query.candidates)
     calibration_texts = [text for _, text in calibration]
     assert all(any(text.startswith(passage) for text in calibration_texts) for _, passage in calibration_pairs())
+    # the set int8w's build tunes its group size on is calibration text too, never the gate's
+    tuning = ranking_set(8, 40, part="calibration")
+    assert len(tuning) == 8 and all(len(q.candidates) == 40 for q in tuning)
+    for query in tuning:
+        assert all(any(text.startswith(candidate) for text in calibration_texts) for candidate in query.candidates)
+        assert not any(text.startswith(candidate) for text in held_out_texts for candidate in query.candidates)
 
 
 def test_the_corpus_does_not_depend_on_what_the_process_imported():
