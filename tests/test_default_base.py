@@ -97,8 +97,10 @@ def test_the_shipped_graph_scores_like_optimums_export_and_its_reference_is_torc
         return run_planned(engine.run, pairs, tokenizer.pad_id, 4096)
 
     np.testing.assert_array_equal(scores(tmp_path / "shipped"), scores(tmp_path / "optimum"))
+    # the stored logits were computed by torch on one CPU class; torch's fp32 kernels round
+    # differently on another (AMX vs AVX-512 VNNI + BF16: 3.9e-6), far inside the fp32 gate's 1e-4
     np.testing.assert_allclose(shipped.reference_logits(default_dir, pairs),
-                               traced.reference_logits(default_dir, pairs), rtol=0, atol=1e-6)
+                               traced.reference_logits(default_dir, pairs), rtol=0, atol=2e-5)
     assert PairTokenizer.from_dir(tmp_path / "shipped").max_length == \
         PairTokenizer.from_dir(tmp_path / "optimum").max_length == 512
 
