@@ -179,10 +179,13 @@ def build_nncf_weight_int8(fp32_onnx: Path, output: Path,
 # (default model, AVX-512 VNNI + BF16, engine only: 128 values 1.15x and 64 values 1.11x
 # OpenVINO's default of 32) and rounds coarser (ranking Spearman 0.9954, 0.9960, 0.9969).
 GROUP_SIZES = (128, 64, 32)
-# What a group size must keep on the calibration part of the corpus to be chosen: the int8 gate's
-# bars (Spearman 0.99, NDCG@10 ratio 0.995), Spearman with a margin of 0.002 for the held-out text
-# the gate then judges (default model, calibration vs held-out: 0.9933 vs 0.9954 at 128 values).
-GROUP_MIN_SPEARMAN = 0.992
+# What a group size must keep on the calibration part of the corpus to be chosen: Spearman 0.995,
+# well above the int8 gate's 0.99, because a coarser group that only just passes the gate still
+# ranks worse on labelled tasks (default model, AVX-512 VNNI + BF16, groups of 128: calibration
+# Spearman 0.9933, held-out 0.9954, gate passed, yet NDCG@10 98.3% of fp32's on the everyday
+# questions and 99.1% on WordNet). At 0.995 the default model keeps 32 and the MiniLM-size test
+# model 64 there.
+GROUP_MIN_SPEARMAN = 0.995
 GROUP_MIN_NDCG10_RATIO = 0.995
 
 
