@@ -182,7 +182,8 @@ def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_export
     assert np.max(np.abs(a - b)) <= 1e-4
 
 
-def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(minilm_model_dir, cache_dir):
+def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(minilm_model_dir, minilm_exports,
+                                                                               cache_dir):
     from xscore.service.models.engines import GROUP_SIZE_FACT
     from xscore.service.models.variants import GROUP_SIZES, choose_group_size
 
@@ -196,11 +197,13 @@ def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(
     # largest first, stopping at the first that kept the ranking (or the smallest, when none did)
     assert chosen in GROUP_SIZES and tried == list(GROUP_SIZES[: GROUP_SIZES.index(chosen) + 1])
     assert create_engine(outcome.path, outcome.manifest, device="cpu").quantization_group_size == chosen
-    forced = create_engine(outcome.path, outcome.manifest, device="cpu", options=EngineOptions(quantization_group_size=64))
+    forced = create_engine(outcome.path, outcome.manifest, device="cpu",
+                           options=EngineOptions(quantization_group_size=64))
     assert forced.quantization_group_size == 64  # an operator's option overrides the build's choice
 
-    fp32 = results.get("fp32") or export_each(str(minilm_model_dir), ["fp32"], root=cache_dir, progress=False)[0]["fp32"]
-    group, figures = choose_group_size(fp32.path / fp32.manifest.model_file, outcome.path / outcome.manifest.model_file)
+    fp32 = minilm_exports["fp32"]
+    group, figures = choose_group_size(fp32.path / fp32.manifest.model_file,
+                                       outcome.path / outcome.manifest.model_file)
     assert group == chosen and figures == extra["group_sizes_tried"]  # deterministic on one machine
 
 

@@ -17,15 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xscore.api.errors import model_error
-from xscore.service.models.engines import GROUP_SIZE_FACT
+from xscore.service.models.activation import activation_from_config
+from xscore.service.models.engines import GROUP_SIZE_FACT, EngineOptions
 from xscore.service.models.engines.onnxruntime import cuda_available
 from xscore.service.models.engines.openvino import (
+    OpenVinoEngine,
     inference_precision,
     nncf_available,
     openvino_available,
 )
 from xscore.service.models.fidelity import Gate
 from xscore.service.models.hardware import has_bf16, is_x86_64
+from xscore.service.models.ranking import RankingCheck, ranking_set
+from xscore.service.models.sources import read_config
 from xscore.service.models.tokenization import PairTokenizer, pad_batch
 
 log = logging.getLogger(__name__)
@@ -193,12 +197,6 @@ def choose_group_size(fp32_onnx: Path, int8w_onnx: Path) -> tuple[int, str]:
     """The largest group size whose ranking on a calibration-side set (8 queries x 40 candidates,
     never the gate's text) keeps the bars above, measured on this CPU's OpenVINO; the smallest
     when none does (the gate then decides). Also the figures of each size tried, for the manifest."""
-    from xscore.service.models.engines.base import EngineOptions
-    from xscore.service.models.engines.openvino import OpenVinoEngine
-    from xscore.service.models.activation import activation_from_config
-    from xscore.service.models.ranking import RankingCheck, ranking_set
-    from xscore.service.models.sources import read_config
-
     check = RankingCheck(fp32_onnx, PairTokenizer.from_dir(fp32_onnx.parent),
                          activation_from_config(read_config(fp32_onnx.parent)),
                          queries=ranking_set(8, 40, part="calibration"))
@@ -276,4 +274,5 @@ def candidates(device: str, engine: str = "auto") -> tuple[str, ...]:
     return tuple(row.name for row in VARIANTS if device in row.devices and engine in ("auto", *row.engines))
 
 
-__all__ = ["BY_NAME", "GROUP_SIZES", "NAMES", "VARIANTS", "Variant", "candidates", "choose_group_size", "variant_named"]
+__all__ = ["BY_NAME", "GROUP_SIZES", "NAMES", "VARIANTS", "Variant", "candidates", "choose_group_size",
+           "variant_named"]

@@ -119,5 +119,5 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
     raise model_error(f"no engine here can run {directory / manifest.model_file}: {'; '.join(failures)}")
 
 
-__all__ = ["DEVICES", "ENGINES", "GROUP_SIZE_FACT", "ENGINE_KINDS", "Engine", "EngineKind", "EngineOptions", "create_engine",
-           "resolve_device", "resolve_engine"]
+__all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "GROUP_SIZE_FACT", "Engine", "EngineKind", "EngineOptions",
+           "create_engine", "resolve_device", "resolve_engine"]
