@@ -82,10 +82,10 @@ async def closed_loop(adapter: Adapter, requests: Sequence[Request], clients: in
     issued = measured = 0
     bar = _bar(max_requests, f"closed loop, {clients} clients", progress)
 
-    async def client(worker: int) -> None:
+    async def client() -> None:
         nonlocal issued, measured
         while time.perf_counter() - origin < end and (max_requests is None or measured < max_requests):
-            request = requests[(issued + worker) % len(requests)]
+            request = requests[issued % len(requests)]  # each send the next request, none twice
             issued += 1
             now = time.perf_counter() - origin
             if now >= warmup_s:
@@ -94,7 +94,7 @@ async def closed_loop(adapter: Adapter, requests: Sequence[Request], clients: in
             bar.update()
 
     try:
-        await asyncio.gather(*(client(worker) for worker in range(clients)))
+        await asyncio.gather(*(client() for _ in range(clients)))
     finally:
         bar.close()
     stopped = min(end, max((sample.finished for sample in samples), default=end))

@@ -15,6 +15,10 @@ def ms(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _repeats(distinct: int | None) -> str:
+    return "no request sent twice" if distinct is None else f"{distinct} distinct requests, sent in turn"
+
+
 def markdown(result: dict[str, Any]) -> str:
     setup = result["setup"]
     watched = any("server" in row for row in result["runs"])
@@ -22,7 +26,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# xscore bench: {setup['protocol']} at {setup['target']}",
         "",
-        f"Model `{setup['model']}`, workload {setup['workload']} ({setup['distinct_requests']} distinct requests, "
+        f"Model `{setup['model']}`, workload {setup['workload']} ({_repeats(setup['distinct_requests'])}, "
         f"{setup['pairs_per_request']:.0f} documents each on average), warm-up {setup['warmup_s']:g} s excluded, "
         f"{setup['duration_s']:g} s measured per run; client machine: {setup['machine']['cpu']} "
         f"({setup['machine']['class']}, {setup['machine']['cores']} cores). Latency runs from the intended send "

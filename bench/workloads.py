@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import overload
 
 from xscore.api.errors import invalid
-from xscore.service.models.corpus import passages, queries
+from xscore.service.models.corpus import docstrings, queries
 
 # name -> (documents per request: fixed, or a (low, high) range drawn per request)
 KINDS: dict[str, int | tuple[int, int]] = {
@@ -18,7 +21,8 @@ KINDS: dict[str, int | tuple[int, int]] = {
     "short": 1,  # one short pair: transport and batching overhead, not the engine
     "mixed": (1, 200),
 }
-DISTINCT = 16  # distinct requests a generated workload cycles through
+# requests a generated workload holds before it would repeat: more than any bounded run sends
+SIZE = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +35,80 @@ class Request:
         return len(self.documents)
 
 
-def generate(kind: str, seed: int = 0, distinct: int = DISTINCT) -> list[Request]:
-    """`distinct` requests of the kind: a query of the stdlib corpus and passages of 60-300 tokens
-    (a single short pair for "short"), the same for the same seed on every machine."""
-    if kind not in KINDS:
-        raise invalid(f"unknown workload {kind!r}; choose from {', '.join(KINDS)}", field="workload")
-    size = KINDS[kind]
-    rng = random.Random(seed)
-    made = []
-    for index in range(distinct):
+class Workload(Sequence[Request]):
+    """A generated workload: request i is made on first use from (kind, seed, i), the same on
+    every machine, and no two are the same request. A load that repeated its requests would be
+    measured on less work than it offers, since a server may score identical pairs once (xscore
+    merges them within a batch and caches them across batches)."""
+
+    def __init__(self, kind: str, seed: int = 0, size: int = SIZE) -> None:
+        if kind not in KINDS:
+            raise invalid(f"unknown workload {kind!r}; choose from {', '.join(KINDS)}", field="workload")
+        self.kind, self.seed, self.size = kind, seed, size
+        self._made: dict[int, Request] = {}
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> Request: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Request]: ...
+
+    def __getitem__(self, index: int | slice) -> Request | list[Request]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(self.size))]
+        if not -self.size <= index < self.size:
+            raise IndexError(index)
+        index %= self.size
+        if index not in self._made:
+            self._made[index] = self._make(index)
+        return self._made[index]
+
+    def _make(self, index: int) -> Request:
+        rng = random.Random(f"{self.kind}/{self.seed}/{index}")
+        size = KINDS[self.kind]
         count = size if isinstance(size, int) else rng.randint(*size)
-        query = queries(1, seed * 1000 + index)[0]
-        if kind == "short":
-            documents = tuple(passages(1, seed * 1000 + index, min_words=5, max_words=12))
-        else:
-            documents = tuple(passages(count, seed * 1000 + index))
-        made.append(Request(query, documents))
-    return made
+        query = rng.choice(_queries())
+        if self.kind == "short":
+            return Request(query, _windows(1, rng, 5, 12))
+        return Request(query, _windows(count, rng, 45, 170))
+
+    def mean_pairs(self, sample: int = 64) -> float:
+        """Documents per request on average (over the first `sample` requests of a mixed one)."""
+        size = KINDS[self.kind]
+        if isinstance(size, int):
+            return float(size)
+        return sum(request.pairs for request in self[:sample]) / min(sample, self.size)
+
+
+@cache
+def _queries() -> tuple[str, ...]:
+    return tuple(queries(4096, seed=0))
+
+
+@cache
+def _running_text() -> tuple[str, ...]:
+    """The stdlib docstrings' words end to end: passages are windows of it, so a request of 500
+    holds 500 different texts (the corpus has only a few hundred docstrings of passage length)."""
+    return tuple(word for _, text in docstrings() for word in text.split())
+
+
+def _windows(count: int, rng: random.Random, min_words: int, max_words: int) -> tuple[str, ...]:
+    words = _running_text()
+    made: dict[str, None] = {}
+    while len(made) < count:
+        length = rng.randint(min_words, max_words)
+        start = rng.randrange(len(words) - length)
+        made.setdefault(" ".join(words[start:start + length]))
+    return tuple(made)
+
+
+def generate(kind: str, seed: int = 0, size: int = SIZE) -> Workload:
+    """A workload of the kind: a query of the stdlib corpus and passages of 60-300 tokens (a single
+    short pair of 5-12 words for "short"), never repeating within its `size`."""
+    return Workload(kind, seed, size)
 
 
 def from_jsonl(path: Path) -> list[Request]:

@@ -202,7 +202,7 @@ print(json.dumps(result))
 def predict_row(model_dir: Path, args: argparse.Namespace, backend: str, python: str = sys.executable
                 ) -> dict[str, Any]:
     """CrossEncoder.predict in a fresh process of its own (batch 32, the library's default)."""
-    requests = [[request.query, list(request.documents)] for request in generate(args.workload, args.seed)]
+    requests = [[request.query, list(request.documents)] for request in generate(args.workload, args.seed)[:16]]
     done = subprocess.run([python, "-c", _PREDICT, str(model_dir), backend], input=json.dumps(requests),
                           capture_output=True, text=True, timeout=1800)
     system = f"sentence-transformers CrossEncoder.predict ({'torch fp32' if backend == 'torch' else backend})"

@@ -28,13 +28,17 @@ REQUESTS = [Request("what is python", ("Python is a language.", "Snakes are rept
 
 # -- a peer of known latency: TEI's /rerank shape ---------------------------------------------
 
-def tei_app(delay_s: float, *, one_at_a_time: bool = False, drop_one: bool = False) -> Starlette:
+def tei_app(delay_s: float, *, one_at_a_time: bool = False, drop_one: bool = False,
+            seen: list[dict] | None = None) -> Starlette:
     """Answers TEI's rerank shape after `delay_s`; one request at a time if asked (a server of
-    fixed capacity), one score short if asked (a server that loses documents)."""
+    fixed capacity), one score short if asked (a server that loses documents); every body
+    received goes to `seen` if given."""
     lock = asyncio.Lock()
 
     async def rerank(request: HttpRequest) -> JSONResponse:
         body = await request.json()
+        if seen is not None:
+            seen.append(body)
         if one_at_a_time:
             async with lock:
                 await asyncio.sleep(delay_s)
@@ -210,10 +214,42 @@ def test_failure_names_its_kind():
 # -- workloads -----------------------------------------------------------------------------------
 
 def test_generated_workloads_are_deterministic_and_sized():
-    assert generate("rerank-10", seed=5) == generate("rerank-10", seed=5) != generate("rerank-10", seed=6)
-    assert {request.pairs for request in generate("rerank-100")} == {100}
-    assert {request.pairs for request in generate("short")} == {1}
-    assert all(1 <= request.pairs <= 200 for request in generate("mixed"))
+    assert generate("rerank-10", seed=5)[:20] == generate("rerank-10", seed=5)[:20] != generate("rerank-10", seed=6)[:20]
+    assert generate("rerank-10", seed=5)[7] == generate("rerank-10", seed=5)[:8][7]
+    assert {request.pairs for request in generate("rerank-100")[:16]} == {100}
+    assert {request.pairs for request in generate("short")[:16]} == {1}
+    mixed = generate("mixed")
+    assert all(1 <= request.pairs <= 200 for request in mixed[:64])
+    assert mixed.mean_pairs() == sum(request.pairs for request in mixed[:64]) / 64
+    with pytest.raises(Exception) as refused:
+        generate("rerank-7")
+    assert "unknown workload 'rerank-7'" in str(refused.value)
+
+
+def test_a_generated_workload_never_repeats_a_request():
+    """A server that merges identical pairs would be measured on less work than it was offered."""
+    for kind in ("short", "rerank-10", "rerank-500"):
+        made = generate(kind, seed=1)[: 1500 if kind != "rerank-500" else 20]
+        pairs = [(request.query, document) for request in made for document in request.documents]
+        assert len(set(pairs)) == len(pairs), kind
+
+
+def test_a_closed_loop_sends_each_request_of_the_workload_once(loop):
+    """Clients take the workload's requests in turn: none sent twice while unsent ones remain."""
+    seen: list[dict] = []
+    requests = [Request(f"query {number}", ("a document",)) for number in range(400)]
+    with serving(loop, tei_app(0.0, seen=seen)) as url:
+        async def go() -> Run:
+            client = adapter("tei", url, "any", connections=8)
+            try:
+                return await loadgen.closed_loop(client, requests, 8, duration_s=30, max_requests=120, progress=False)
+            finally:
+                await client.close()
+
+        run = _run(loop, go())
+    queries = [body["query"] for body in seen]
+    assert len(run.samples) == len(queries) >= 120
+    assert len(set(queries)) == len(queries)
 
 
 def test_a_requests_file_is_read_and_its_mistakes_named_by_line(tmp_path):

@@ -71,18 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-pairs", type=int, default=256)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    requests = generate("rerank-10", seed=3)
     process, grpc_target, http_target = start_server(args.queue_pairs)
     try:
-        before = asyncio.run(closed("xscore-grpc", grpc_target, 1, 5, requests))
-        capacity = asyncio.run(closed("xscore-grpc", grpc_target, 8, 10, requests))
+        before = asyncio.run(closed("xscore-grpc", grpc_target, 1, 5, generate("rerank-10", seed=3)))
+        capacity = asyncio.run(closed("xscore-grpc", grpc_target, 8, 10, generate("rerank-10", seed=4)))
         rate = args.factor * capacity["requests_per_s"]
         transports = {}
-        for protocol, target in (("xscore-grpc", grpc_target), ("xscore-msgpack", f"http://{http_target}")):
+        for number, (protocol, target) in enumerate((("xscore-grpc", grpc_target),
+                                                      ("xscore-msgpack", f"http://{http_target}"))):
             print(f"{protocol}: {rate:.1f} requests/s offered for {args.seconds:g} s "
                   f"({args.factor:g}x the measured {capacity['requests_per_s']:.1f})", flush=True)
-            loaded = asyncio.run(overload(protocol, target, rate, args.seconds, requests, process.pid))
-            after = asyncio.run(closed(protocol, target, 1, 5, requests))
+            loaded = asyncio.run(overload(protocol, target, rate, args.seconds, generate("rerank-10", seed=10 + number),
+                                          process.pid))
+            after = asyncio.run(closed(protocol, target, 1, 5, generate("rerank-10", seed=20 + number)))
             transports[protocol] = {"overload": loaded, "after": after}
     finally:
         process.terminate()

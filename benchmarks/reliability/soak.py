@@ -28,17 +28,16 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 WARM_UP_S = 60.0
 
 
-async def soak(targets: dict[str, str], rate: float, seconds: float, pid: int) -> tuple[dict, list, ServerWatch]:
-    requests = generate("mixed", seed=5, distinct=64)
+async def soak(targets: dict[str, str], rate: float, seconds: float, pid: int) -> tuple[dict, ServerWatch]:
     clients = {protocol: adapter(protocol, target, "default", connections=256, timeout=120)
                for protocol, target in targets.items()}
     try:
         with ServerWatch(pid, interval_s=1.0) as watch:
             runs = await asyncio.gather(*(
-                loadgen.open_loop(client, requests, rate / len(clients), duration_s=seconds, seed=index,
-                                  max_in_flight=4096)
+                loadgen.open_loop(client, generate("mixed", seed=5 + index), rate / len(clients),
+                                  duration_s=seconds, seed=index, max_in_flight=4096)
                 for index, client in enumerate(clients.values())))
-        return dict(zip(clients, runs)), requests, watch
+        return dict(zip(clients, runs)), watch
     finally:
         for client in clients.values():
             await client.close()
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         capacity = asyncio.run(closed("xscore-grpc", grpc_target, 8, 10, generate("mixed", seed=9)))
         rate = args.load * capacity["requests_per_s"]
-        runs, _, watch = asyncio.run(soak({"xscore-grpc": grpc_target, "xscore-msgpack": f"http://{http_target}"},
+        runs, watch = asyncio.run(soak({"xscore-grpc": grpc_target, "xscore-msgpack": f"http://{http_target}"},
                                           rate, args.minutes * 60, process.pid))
     finally:
         process.terminate()

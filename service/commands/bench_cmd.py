@@ -14,7 +14,7 @@ from xscore.api.errors import invalid
 from xscore.bench import loadgen, report, stats
 from xscore.bench.protocols import PROTOCOLS, adapter
 from xscore.bench.server import ServerWatch
-from xscore.bench.workloads import KINDS, from_jsonl, generate
+from xscore.bench.workloads import KINDS, Workload, from_jsonl, generate
 from xscore.service.models.hardware import cpu_class, machine
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     setup = {
         "target": args.target, "protocol": args.protocol, "model": args.model,
         "workload": str(args.requests_file) if args.requests_file else args.workload, "seed": args.seed,
-        "distinct_requests": len(requests), "pairs_per_request": sum(r.pairs for r in requests) / len(requests),
+        "distinct_requests": len(requests) if args.requests_file else None,
+        "pairs_per_request": requests.mean_pairs() if isinstance(requests, Workload)
+        else sum(r.pairs for r in requests) / len(requests),
         "warmup_s": args.warmup, "duration_s": args.duration, "max_requests": args.max_requests,
         "machine": machine(), "date": now.isoformat(timespec="seconds"),
     }

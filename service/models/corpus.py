@@ -81,8 +81,7 @@ def passages(count: int, seed: int = 0, min_words: int = 45, max_words: int = 17
              part: str = "all") -> list[str]:
     """`count` passages of about 60-300 tokens (45-170 words), drawn deterministically from one
     part of the corpus: "all", "held_out" (the ranking gate's) or "calibration" (never gated on)."""
-    source = PARTS[part]()
-    pool = [text for _, text in source if min_words <= len(text.split())]
+    pool = _passage_pool(part, min_words)
     rng = random.Random(seed)
     chosen = []
     for _ in range(count):
@@ -91,8 +90,18 @@ def passages(count: int, seed: int = 0, min_words: int = 45, max_words: int = 17
     return chosen
 
 
+@cache
+def _passage_pool(part: str, min_words: int) -> tuple[str, ...]:
+    return tuple(text for _, text in PARTS[part]() if min_words <= len(text.split()))
+
+
+@cache
+def _query_pool() -> tuple[str, ...]:
+    return tuple(summary for summary, _ in docstrings() if 4 <= len(summary.split()) <= 20)
+
+
 def queries(count: int, seed: int = 0) -> list[str]:
-    pool = [summary for summary, _ in docstrings() if 4 <= len(summary.split()) <= 20]
+    pool = _query_pool()
     rng = random.Random(seed + 7919)
     return [rng.choice(pool) for _ in range(count)]
 
