@@ -15,9 +15,11 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
   `benchmarks/baselines/make_infinity_venv.sh`).
 
 A baseline that cannot start is reported with the reason, never dropped. Writes results.json,
-report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>/. `--quick` takes
-under 3 minutes; the full run 10-15 (32 clients; each system warmed up for one round of all clients and
-measured for two, at least 5 + 20 s, at most 90 + 180 s). Never run by the tests.
+report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>/, with a tail sweep:
+xscore's gRPC latency under Poisson arrivals at shares of its measured saturation, and its plots.
+`--quick` takes under 3 minutes (2.9 on 2 cores of the AVX-512 VNNI + BF16 class); the full run
+about 20 (32 clients; each system warmed up for one round of all clients and measured for two, at
+least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for 40 s each). Never run by the tests.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 from xscore.bench import loadgen, stats
 from xscore.bench.report import ms
+from xscore.bench.report import plots as report_plots
 from xscore.bench.protocols import adapter
 from xscore.bench.server import ServerWatch
 from xscore.bench.workloads import generate
@@ -121,18 +124,66 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def xscore_rows(model_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+TAIL_WORKLOAD = "rerank-10"
+
+
+def tail(target: str, args: argparse.Namespace, pid: int, model: str = "bench") -> dict[str, Any]:
+    """Latency against offered load over gRPC: saturation is what `args.clients` closed-loop
+    clients get from 1 x 10 requests; then Poisson arrivals at shares of it, latency from each
+    request's intended send time. Each phase has requests of its own (none repeated)."""
+
+    async def go() -> tuple[dict[str, Any], list[loadgen.Run]]:
+        client = adapter("xscore-grpc", target, model, connections=args.clients, timeout=600)
+        try:
+            saturated = await loadgen.closed_loop(client, generate(TAIL_WORKLOAD, args.seed + 100), args.clients,
+                                                  duration_s=args.tail_s, warmup_s=args.warmup)
+            capacity = stats.summary(saturated)
+            runs = []
+            for number, share in enumerate(args.tail_shares):
+                runs.append(await loadgen.open_loop(
+                    client, generate(TAIL_WORKLOAD, args.seed + 101 + number), share * capacity["requests_per_s"],
+                    duration_s=args.tail_s, warmup_s=args.warmup, seed=args.seed + number, max_in_flight=4096))
+            return capacity, runs
+        finally:
+            await client.close()
+
+    with ServerWatch(pid):
+        capacity, runs = asyncio.run(go())
+    summaries = [stats.summary(run) for run in runs]
+    plots = report_plots(runs, summaries, args.output)
+    return {"workload": TAIL_WORKLOAD, "saturation": capacity,
+            "loads": [{"share": share, **summary} for share, summary in zip(args.tail_shares, summaries)],
+            "plots": plots}
+
+
+def prime(target: str, args: argparse.Namespace) -> None:
+    """A fresh server compiles a kernel for each batch shape it meets first: a few seconds of load,
+    left out of every figure, so the transport measured first is not charged for them."""
+
+    async def go() -> None:
+        client = adapter("xscore-grpc", target, "bench", connections=args.clients, timeout=600)
+        try:
+            await loadgen.closed_loop(client, generate(args.workload, args.seed + 200), args.clients,
+                                      duration_s=2 * args.warmup, progress=False)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+
+
+def xscore_rows(model_dir: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     process, match = started([sys.executable, "-m", "xscore.service.cli", "--log-level", "WARNING", "serve",
                               "--model", f"bench={model_dir}", "--grpc-port", "0", "--http-port", "0",
                               "--device", "cpu", "--score-cache-mb", "0"], r"grpc=(\S+) http=(\S+)",
                              args.output / "xscore.log")
     try:
+        prime(match.group(1), args)
         rows = []
         for protocol, target in (("xscore-grpc", match.group(1)), ("xscore-msgpack", f"http://{match.group(2)}"),
                                  ("xscore-json", f"http://{match.group(2)}")):
             rows.append({"system": "xscore serve", "protocol": protocol, **load(protocol, target, "bench", args,
                                                                                 process.pid)})
-        return rows
+        return rows, tail(match.group(1), args, process.pid)
     finally:
         stop(process)
 
@@ -159,22 +210,22 @@ def engine_only(model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 _PREDICT = """
 import json, os, shutil, statistics, sys, tempfile, time
 from sentence_transformers import CrossEncoder
-model_dir, backend = sys.argv[1], sys.argv[2]
+model_dir, backend, timed, calibration = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 requests = json.load(sys.stdin)
 if backend == "openvino-int8":
     # sentence-transformers' own static int8 export (optimum-intel): calibrated on single texts,
-    # as its recipe does, from the workload's later requests (the timed ones are the first six)
+    # as its recipe does, from the workload's later requests (the timed ones come first)
     from optimum.intel import OVQuantizationConfig
     from sentence_transformers.backend import export_static_quantized_openvino_model
     work = tempfile.mkdtemp()
     shutil.copytree(model_dir, work + "/model")
     os.makedirs(work + "/calibration")
-    texts = [query + " " + document for query, documents in requests[6:] or requests for document in documents]
+    texts = [query + " " + document for query, documents in requests[timed:] or requests for document in documents]
     with open(work + "/calibration/train.jsonl", "w") as out:
         out.writelines(json.dumps({"sentence": text}) + "\\n" for text in texts)
     export_static_quantized_openvino_model(
         CrossEncoder(work + "/model", device="cpu", backend="openvino"),
-        OVQuantizationConfig(num_samples=min(300, len(texts))),
+        OVQuantizationConfig(num_samples=min(calibration, len(texts))),
         work + "/model", dataset_name=work + "/calibration", dataset_config_name="default",
         dataset_split="train", column_name="sentence")
     model = CrossEncoder(work + "/model", device="cpu", backend="openvino",
@@ -183,7 +234,7 @@ else:
     model = CrossEncoder(model_dir, device="cpu", **({} if backend == "torch" else {"backend": backend}))
 model.predict([(requests[0][0], d) for d in requests[0][1]], batch_size=32)
 rates = []
-for query, documents in requests[:6]:
+for query, documents in requests[:timed]:
     begun = time.perf_counter()
     model.predict([(query, d) for d in documents], batch_size=32)
     rates.append(len(documents) / (time.perf_counter() - begun))
@@ -194,7 +245,9 @@ if backend != "torch":
     reference = CrossEncoder(model_dir, device="cpu")
     result["spearman_vs_torch"] = statistics.mean(
         float(spearmanr(reference.predict([(q, d) for d in docs]), model.predict([(q, d) for d in docs]))[0])
-        for q, docs in requests[:6])
+        for q, docs in requests[:timed])
+if backend == "openvino-int8":
+    shutil.rmtree(work, ignore_errors=True)
 print(json.dumps(result))
 """
 
@@ -203,7 +256,9 @@ def predict_row(model_dir: Path, args: argparse.Namespace, backend: str, python:
                 ) -> dict[str, Any]:
     """CrossEncoder.predict in a fresh process of its own (batch 32, the library's default)."""
     requests = [[request.query, list(request.documents)] for request in generate(args.workload, args.seed)[:16]]
-    done = subprocess.run([python, "-c", _PREDICT, str(model_dir), backend], input=json.dumps(requests),
+    done = subprocess.run([python, "-c", _PREDICT, str(model_dir), backend, str(args.timed_requests),
+                           str(args.calibration_texts)],
+                          input=json.dumps(requests),
                           capture_output=True, text=True, timeout=1800)
     system = f"sentence-transformers CrossEncoder.predict ({'torch fp32' if backend == 'torch' else backend})"
     if done.returncode != 0:
@@ -258,15 +313,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
     parser.add_argument("--model", type=Path, help="cross-encoder directory (default: the default model)")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workload", default="rerank-100")
+    parser.add_argument("--workload", default=None, help="rerank-100 (rerank-10 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--max-warmup", type=float, default=90.0, help="seconds at most a slow system warms up")
     parser.add_argument("--max-duration", type=float, default=180.0, help="seconds at most a system is measured")
     parser.add_argument("--quick", action="store_true",
-                        help="8 clients, 8 s a system after 2 s of warm-up, slow systems capped at 10 + 20 s "
-                             "(about 3 minutes)")
+                        help="8 clients of 1 x 10 requests, 6 s a system after 2 s of warm-up, slow systems capped "
+                             "at 10 + 20 s, 3 requests timed in process, 64 calibration texts for the peer's int8, "
+                             "the tail at 70%% only")
+    parser.add_argument("--tail-s", type=float, default=40.0, help="seconds measured per load of the tail sweep")
+    parser.add_argument("--tail-shares", type=lambda text: [float(x) for x in text.split(",")],
+                        default=[0.5, 0.7, 0.9], help="offered loads of the tail sweep, as shares of saturation")
+    parser.add_argument("--timed-requests", type=int, default=6,
+                        help="requests timed per in-process sentence-transformers backend")
+    parser.add_argument("--calibration-texts", type=int, default=300,
+                        help="texts sentence-transformers' int8 export calibrates on (its default is 300)")
     parser.add_argument("--infinity-venv", type=Path, default=None)
     parser.add_argument("--st-openvino-venv", type=Path, default=None,
                         help="a virtualenv with sentence-transformers[openvino] "
@@ -274,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.duration, args.warmup, args.max_warmup, args.max_duration = 8, 8.0, 2.0, 10.0, 20.0
+        args.clients, args.duration, args.warmup, args.max_warmup, args.max_duration = 8, 6.0, 2.0, 10.0, 20.0
+        args.tail_s, args.tail_shares, args.timed_requests, args.calibration_texts = 6.0, [0.7], 3, 64
+    args.workload = args.workload or ("rerank-10" if args.quick else "rerank-100")
     if args.model is None:
         from xscore.service.models.registry import default_spec
 
@@ -283,18 +348,20 @@ def main(argv: list[str] | None = None) -> int:
     args.output = args.output or RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}"
     args.output.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    rows = xscore_rows(args.model, args)
-    rows.append(engine_only(args.model, args))
-    rows.append(naive_row(args.model, args))
-    rows.append(predict_row(args.model, args, "torch"))
+    rows, tail_figures = xscore_rows(args.model, args)
+    tail_figures["took_s"] = time.perf_counter() - began  # the xscore server's rows and its tail sweep
     openvino_python = args.st_openvino_venv / "bin" / "python" if args.st_openvino_venv else None
-    for backend in ("openvino", "openvino-int8"):
-        rows.append(predict_row(args.model, args, backend, str(openvino_python)) if openvino_python and
-                    openvino_python.exists() else predict_row(args.model, args, backend))
-    rows.append(infinity_row(args.model, args))
+    python = str(openvino_python) if openvino_python and openvino_python.exists() else sys.executable
+    for measure in (lambda: engine_only(args.model, args), lambda: naive_row(args.model, args),
+                    lambda: predict_row(args.model, args, "torch"),
+                    lambda: predict_row(args.model, args, "openvino", python),
+                    lambda: predict_row(args.model, args, "openvino-int8", python),
+                    lambda: infinity_row(args.model, args)):
+        started_at = time.perf_counter()
+        rows.append({**measure(), "took_s": time.perf_counter() - started_at})
     result = {"machine": machine(), "model": str(args.model), "clients": args.clients, "workload": args.workload,
               "duration_s": args.duration, "warmup_s": args.warmup, "date": now.isoformat(timespec="seconds"),
-              "took_s": time.perf_counter() - began, "rows": rows}
+              "took_s": time.perf_counter() - began, "rows": rows, "tail": tail_figures}
     output = args.output
     (output / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     chart = bar_chart(rows, output / "pairs_per_s.png")
@@ -350,6 +417,7 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
         lines.append(f"| {row['system']} | {row['protocol']} | {row['pairs_per_s']:.1f} | "
                      f"{ms(latency.get('p50'), 0)} | {ms(latency.get('p99'), 0)} | {ms(row.get('alone_ms'), 0)} | {ratio} "
                      f"| {host_figures} |")
+    lines += tail_markdown(result.get("tail"))
     orders = [f"{row['system']}: {row['spearman_vs_torch']:.4f}" for row in rows if "spearman_vs_torch" in row]
     if orders:
         lines += ["", "Mean per-request Spearman against torch fp32 `predict` on the timed requests: "
@@ -357,6 +425,25 @@ def markdown(result: dict[str, Any], chart: str | None) -> str:
     if chart:
         lines += ["", f"![pairs/s]({chart})"]
     return "\n".join(lines) + "\n"
+
+
+def tail_markdown(tail_figures: dict[str, Any] | None) -> list[str]:
+    if not tail_figures:
+        return []
+    capacity = tail_figures["saturation"]
+    lines = ["", f"Latency against offered load, xscore over gRPC, 1 x 10 requests: saturation "
+             f"{capacity['requests_per_s']:.2f} requests/s ({capacity['pairs_per_s']:.1f} pairs/s) by the closed loop; "
+             "then Poisson arrivals at shares of it, latency from each request's intended send time.", "",
+             "| offered | requests/s | requests | answered | p50 ms | p90 ms | p99 ms | p99 / p50 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in tail_figures["loads"]:
+        latency = row["latency_ms"]
+        spread = latency["p99"] / latency["p50"] if latency["p50"] else float("nan")
+        lines.append(f"| {row['share']:.0%} | {row['level']:.2f} | {row['requests']} | {row['answered']} | "
+                     f"{ms(latency['p50'], 0)} | {ms(latency['p90'], 0)} | {ms(latency['p99'], 0)} | {spread:.2f}x |")
+    if tail_figures.get("plots"):
+        lines += ["", *(f"![{name}]({name})" for name in tail_figures["plots"])]
+    return lines
 
 
 if __name__ == "__main__":

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 
 import pytest
+
+from servers import RunningServer
 
 from benchmarks import compare
 
 
 def _args(tmp_path) -> argparse.Namespace:
-    return argparse.Namespace(workload="rerank-10", seed=0, infinity_venv=None, output=tmp_path)
+    return argparse.Namespace(workload="rerank-10", seed=0, infinity_venv=None, output=tmp_path, timed_requests=2,
+                              calibration_texts=16)
 
 
 def test_predict_in_a_fresh_process_measures_pairs_per_second(tiny_model_dir, tmp_path):
@@ -46,3 +50,20 @@ def test_the_report_shows_unavailable_rows_and_each_backends_ranking_agreement()
     assert "| st openvino int8 | in-process | 150.0 |" in text and "2.00x" in text
     assert "| infinity | infinity | unavailable: no virtualenv |" in text
     assert "st openvino int8: 0.9712" in text
+
+
+def test_the_tail_sweep_offers_shares_of_the_measured_saturation_and_reports_each(tiny_model, tmp_path):
+    running = RunningServer({"tiny": tiny_model})
+    try:
+        args = argparse.Namespace(**vars(_args(tmp_path)), clients=4, warmup=0.0, tail_s=1.5, tail_shares=[0.3, 0.6])
+        figures = compare.tail(running.address, args, os.getpid(), model="tiny")
+    finally:
+        running.stop()
+    capacity = figures["saturation"]["requests_per_s"]
+    assert capacity > 0 and [row["share"] for row in figures["loads"]] == [0.3, 0.6]
+    for row in figures["loads"]:
+        assert row["level"] == pytest.approx(row["share"] * capacity)
+        assert row["answered"] == row["requests"] > 0 and not row["errors"]
+    assert (tmp_path / "latency_vs_offered_load.png").stat().st_size > 0
+    text = "\n".join(compare.tail_markdown(figures))
+    assert "| 30% |" in text and "| 60% |" in text and "![latency_vs_offered_load.png]" in text
