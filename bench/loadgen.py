@@ -75,7 +75,7 @@ def _bar(total: int | None, description: str, progress: bool) -> tqdm:
 async def closed_loop(adapter: Adapter, requests: Sequence[Request], clients: int, *, duration_s: float,
                       warmup_s: float = 0.0, max_requests: int | None = None, progress: bool = True) -> Run:
     """`clients` loops, each sending back to back until the time or the request bound (requests
-    measured, after the warm-up) is reached."""
+    measured, after the warm-up) is reached; requests unanswered at the time bound are cancelled."""
     origin = time.perf_counter()
     end = warmup_s + duration_s
     samples: list[Sample] = []
@@ -93,11 +93,19 @@ async def closed_loop(adapter: Adapter, requests: Sequence[Request], clients: in
             samples.append(await _one(adapter, request, now, origin))
             bar.update()
 
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
     try:
-        await asyncio.gather(*(client() for _ in range(clients)))
+        # clients stop by themselves at the request bound; at the time bound the requests still
+        # out are cancelled, since an answer after the window would not count (a slow server's
+        # queue could otherwise hold the run for minutes)
+        await asyncio.wait(tasks, timeout=max(0.0, end - (time.perf_counter() - origin)))
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         bar.close()
-    stopped = min(end, max((sample.finished for sample in samples), default=end))
+    by_count = max_requests is not None and measured >= max_requests
+    stopped = min(end, max((sample.finished for sample in samples), default=end)) if by_count else end
     return Run("closed", clients, warmup_s, sorted(samples, key=lambda sample: sample.intended), stopped)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -234,6 +235,22 @@ def test_a_generated_workload_never_repeats_a_request():
         assert len(set(pairs)) == len(pairs), kind
 
 
+def test_a_closed_loop_ends_at_its_time_bound_without_waiting_for_a_slow_servers_answers(loop):
+    """A 5 s server and a 1 s window: the two requests out are cancelled at the bound, not awaited."""
+    with serving(loop, tei_app(5.0)) as url:
+        async def go() -> tuple[Run, float]:
+            client = adapter("tei", url, "any", connections=2)
+            begun = time.perf_counter()
+            try:
+                run = await loadgen.closed_loop(client, REQUESTS, 2, duration_s=1.0, progress=False)
+                return run, time.perf_counter() - begun
+            finally:
+                await client.close()
+
+        run, took = _run(loop, go())
+    assert took < 4.0 and run.samples == [] and stats.summary(run)["answered"] == 0
+
+
 def test_a_closed_loop_sends_each_request_of_the_workload_once(loop):
     """Clients take the workload's requests in turn: none sent twice while unsent ones remain."""
     seen: list[dict] = []
@@ -289,6 +306,14 @@ def test_a_run_with_no_answer_reports_nulls_and_exits_1(tmp_path):
     result = json.loads((tmp_path / "r" / "results.json").read_text())
     assert result["runs"][0]["latency_ms"]["p50"] is None and result["runs"][0]["errors"] == {
         "connect": result["runs"][0]["requests"]}
+
+
+def test_a_window_shorter_than_one_answer_says_to_raise_the_duration(loop, tmp_path, caplog):
+    with serving(loop, tei_app(3.0)) as url, caplog.at_level("WARNING"):
+        status = main(["bench", "--target", url, "--protocol", "tei", "--clients", "1", "--duration", "0.5",
+                       "--warmup", "0", "--output", str(tmp_path / "r"), "--quiet"])
+    assert status == 1
+    assert "closed 1: no answer arrived within the 0.5 s window" in caplog.text and "raise --duration" in caplog.text
 
 
 def test_bad_levels_are_refused_with_the_flag_named(capsys):

@@ -83,6 +83,9 @@ async def _runs(args: argparse.Namespace, requests: list) -> tuple[list[loadgen.
         log.info("%s %g: %d answered of %d, %.1f pairs/s, p50 %.1f ms, p99 %.1f ms, errors %s", result.mode,
                  level, summary["answered"], summary["requests"], summary["pairs_per_s"],
                  summary["latency_ms"]["p50"], summary["latency_ms"]["p99"], summary["errors"] or "none")
+        if not summary["answered"] and not summary["errors"]:
+            log.warning("%s %g: no answer arrived within the %g s window; a request takes longer than that at this "
+                        "load here, so raise --duration", result.mode, level, args.duration)
         runs.append(result)
         summaries.append(summary)
     return runs, summaries
