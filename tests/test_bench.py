@@ -74,6 +74,14 @@ async def _open(url: str, rate: float, duration_s: float, seed: int, connections
         await client.close()
 
 
+async def _closed_tei(url: str, requests, clients: int, **options) -> Run:
+    client = adapter("tei", url, "any", connections=clients)
+    try:
+        return await loadgen.closed_loop(client, requests, clients, progress=False, **options)
+    finally:
+        await client.close()
+
+
 async def _closed(protocol: str, target: str, model: str = "tiny", **options) -> Run:
     client = adapter(protocol, target, model, connections=2)
     try:
@@ -147,14 +155,7 @@ def test_a_closed_loop_counts_the_answers_of_its_window_even_from_a_server_slowe
     """0.4 s a request, 2 clients, 3 documents each: 15 pairs/s. The requests sent during the
     warm-up that are answered inside the window count, so a slow server is not measured as idle."""
     with serving(loop, tei_app(0.4)) as url:
-        async def go() -> Run:
-            client = adapter("tei", url, "any", connections=2)
-            try:
-                return await loadgen.closed_loop(client, REQUESTS, 2, duration_s=1.2, warmup_s=0.5, progress=False)
-            finally:
-                await client.close()
-
-        run = _run(loop, go())
+        run = _run(loop, _closed_tei(url, REQUESTS, 2, duration_s=1.2, warmup_s=0.5))
     summary = stats.summary(run)
     assert summary["window_s"] == pytest.approx(1.2, abs=0.05)
     assert summary["answered"] >= 4 and any(sample.sent < 0.5 for sample in run.measured())
@@ -238,16 +239,9 @@ def test_a_generated_workload_never_repeats_a_request():
 def test_a_closed_loop_ends_at_its_time_bound_without_waiting_for_a_slow_servers_answers(loop):
     """A 5 s server and a 1 s window: the two requests out are cancelled at the bound, not awaited."""
     with serving(loop, tei_app(5.0)) as url:
-        async def go() -> tuple[Run, float]:
-            client = adapter("tei", url, "any", connections=2)
-            begun = time.perf_counter()
-            try:
-                run = await loadgen.closed_loop(client, REQUESTS, 2, duration_s=1.0, progress=False)
-                return run, time.perf_counter() - begun
-            finally:
-                await client.close()
-
-        run, took = _run(loop, go())
+        begun = time.perf_counter()
+        run = _run(loop, _closed_tei(url, REQUESTS, 2, duration_s=1.0))
+        took = time.perf_counter() - begun
     assert took < 4.0 and run.samples == [] and stats.summary(run)["answered"] == 0
 
 
@@ -256,14 +250,7 @@ def test_a_closed_loop_sends_each_request_of_the_workload_once(loop):
     seen: list[dict] = []
     requests = [Request(f"query {number}", ("a document",)) for number in range(400)]
     with serving(loop, tei_app(0.0, seen=seen)) as url:
-        async def go() -> Run:
-            client = adapter("tei", url, "any", connections=8)
-            try:
-                return await loadgen.closed_loop(client, requests, 8, duration_s=30, max_requests=120, progress=False)
-            finally:
-                await client.close()
-
-        run = _run(loop, go())
+        run = _run(loop, _closed_tei(url, requests, 8, duration_s=30, max_requests=120))
     queries = [body["query"] for body in seen]
     assert len(run.samples) == len(queries) >= 120
     assert len(set(queries)) == len(queries)
