@@ -36,7 +36,7 @@ class Request:
 
 
 class Workload(Sequence[Request]):
-    """A generated workload: request i is made on first use from (kind, seed, i), the same on
+    """A generated workload: request i is made when asked for, from (kind, seed, i), the same on
     every machine, and no two are the same request. A load that repeated its requests would be
     measured on less work than it offers, since a server may score identical pairs once (xscore
     merges them within a batch and caches them across batches)."""
@@ -45,7 +45,6 @@ class Workload(Sequence[Request]):
         if kind not in KINDS:
             raise invalid(f"unknown workload {kind!r}; choose from {', '.join(KINDS)}", field="workload")
         self.kind, self.seed, self.size = kind, seed, size
-        self._made: dict[int, Request] = {}
 
     def __len__(self) -> int:
         return self.size
@@ -61,10 +60,7 @@ class Workload(Sequence[Request]):
             return [self[position] for position in range(*index.indices(self.size))]
         if not -self.size <= index < self.size:
             raise IndexError(index)
-        index %= self.size
-        if index not in self._made:
-            self._made[index] = self._make(index)
-        return self._made[index]
+        return self._make(index % self.size)  # not kept: a long run's requests would pile up
 
     def _make(self, index: int) -> Request:
         rng = random.Random(f"{self.kind}/{self.seed}/{index}")
