@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from xscore.api.errors import invalid
 from xscore.bench import loadgen, report, stats
 from xscore.bench.protocols import PROTOCOLS, adapter
 from xscore.bench.server import ServerWatch
-from xscore.bench.workloads import KINDS, Workload, from_jsonl, generate
+from xscore.bench.workloads import KINDS, Request, Workload, from_jsonl, generate
 from xscore.service.models.hardware import cpu_class, machine
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-async def _runs(args: argparse.Namespace, requests: list) -> tuple[list[loadgen.Run], list[dict[str, Any]]]:
+async def _runs(args: argparse.Namespace, requests: Sequence[Request]) -> tuple[list[loadgen.Run], list[dict[str, Any]]]:
     open_loop = args.rate is not None
     levels = _levels(args.rate, float, "rate") if open_loop else _levels(args.clients or "8", int, "clients")
     runs, summaries = [], []
@@ -91,7 +92,7 @@ async def _runs(args: argparse.Namespace, requests: list) -> tuple[list[loadgen.
     return runs, summaries
 
 
-async def _one_run(args: argparse.Namespace, client, requests: list, level: float, open_loop: bool) -> loadgen.Run:
+async def _one_run(args: argparse.Namespace, client, requests: Sequence[Request], level: float, open_loop: bool) -> loadgen.Run:
     if open_loop:
         return await loadgen.open_loop(client, requests, level, duration_s=args.duration, warmup_s=args.warmup,
                                        max_requests=args.max_requests, max_in_flight=args.max_in_flight,
