@@ -31,10 +31,12 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 REFUSALS = {"xscore-grpc": "grpc RESOURCE_EXHAUSTED", "xscore-msgpack": "http 429"}
 
 
-def start_server(queue_pairs: int) -> tuple[subprocess.Popen, str, str]:
+def start_server(queue_pairs: int, score_cache: bool = False) -> tuple[subprocess.Popen, str, str]:
+    """`xscore serve` of the default model on loopback; the score cache at its default or off."""
+    cache = [] if score_cache else ["--score-cache-mb", "0"]
     process = subprocess.Popen(
         [sys.executable, "-m", "xscore.service.cli", "--log-level", "WARNING", "serve", "--grpc-port", "0",
-         "--http-port", "0", "--device", "cpu", "--score-cache-mb", "0", "--max-queue-pairs", str(queue_pairs)],
+         "--http-port", "0", "--device", "cpu", *cache, "--max-queue-pairs", str(queue_pairs)],
         stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     match = re.search(r"grpc=(\S+) http=(\S+)", line)
