@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,33 @@ def save_onnx(model, output: Path) -> None:
               location=f"{output.name}_data")
 
 
+@contextlib.contextmanager
+def folded_for_nncf(fp32_onnx: Path, work_dir: Path) -> Iterator[Path]:
+    """The fp32 graph with its constant parts computed once (onnxruntime's basic optimizations:
+    constant folding, Identity removal; standard ONNX operators only), for NNCF to quantize;
+    written to a temporary directory in `work_dir` and removed after.
+
+    NNCF finds a matmul's weight only as an initializer. A torch export can reach one through an
+    Identity (DeBERTa-v2/v3 share the attention projections with their relative-position terms)
+    or compute it at run time from constants (the LayerNorm of the relative embeddings), and
+    there NNCF failed (static int8: `'NoneType' object has no attribute 'shape'` in SmoothQuant;
+    int8w: `There is no tensor with the name onnx::MatMul_1029`). Folded, both build."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".fold-") as scratch:
+        folded = Path(scratch) / fp32_onnx.name
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        if external_data_files(fp32_onnx):
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                             f"{folded.name}_data")
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                             "1024")
+        ort.InferenceSession(str(fp32_onnx), options, providers=["CPUExecutionProvider"])
+        yield folded
+
+
 def build_copy(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
     copy_onnx(fp32_onnx, output)
     return {}
@@ -149,7 +177,8 @@ def build_nncf_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[s
     import nncf
     import onnx
 
-    model = onnx.load(str(fp32_onnx))
+    with folded_for_nncf(fp32_onnx, output.parent) as folded:
+        model = onnx.load(str(folded))
     input_names = [node.name for node in model.graph.input]
     tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
     encoded = tokenizer.encode(*zip(*calibration), truncate=True)
@@ -177,8 +206,10 @@ def build_nncf_weight_int8(fp32_onnx: Path, output: Path,
     import nncf
     import onnx
 
+    with folded_for_nncf(fp32_onnx, output.parent) as folded:
+        model = onnx.load(str(folded))
     with _nncf_output_on_stderr():
-        compressed = nncf.compress_weights(onnx.load(str(fp32_onnx)), mode=nncf.CompressWeightsMode.INT8_ASYM)
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     save_onnx(compressed, output)
     group, figures = choose_group_size(fp32_onnx, output)
     return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} weights int8_asym",
