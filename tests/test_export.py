@@ -138,3 +138,32 @@ def test_a_model_with_external_data_is_copied_whole_and_scores_the_same(tiny_exp
     for engine in ("onnxruntime", "openvino"):
         model = LoadedModel.load("ext", built, create_engine(built, tiny_export.manifest, engine=engine, device="cpu"))
         np.testing.assert_allclose(score_pairs(model, ["q"] * 3, documents, raw=True).scores, expected, atol=1e-5)
+
+
+def test_the_graph_nncf_quantizes_is_folded_and_scores_as_the_fp32_one_external_data_included(tiny_export, tmp_path):
+    """int8 and int8w are built from a constant-folded copy of the fp32 graph, made in a scratch
+    directory (a model over 2 GB keeps its weights in external data there too) and removed after."""
+    import onnx
+    import onnxruntime as ort
+
+    from xscore.service.models.variants import external_data_files, folded_for_nncf
+
+    source = tmp_path / "source"
+    source.mkdir()
+    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
+              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    ids = np.array([[101, 2054, 2003, 102, 1037, 3231, 102]], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+    def run(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {port.name: feeds[port.name] for port in session.get_inputs()})[0]
+
+    expected = run(source / "model.onnx")
+    with folded_for_nncf(source / "model.onnx", tmp_path) as folded:
+        scratch = folded.parent
+        assert scratch.parent == tmp_path and external_data_files(folded) == ["model.onnx_data"]
+        graph = onnx.load(str(folded))
+        assert not any(node.op_type in ("Identity", "Constant") for node in graph.graph.node)
+        np.testing.assert_allclose(run(folded), expected, atol=1e-6)
+    assert not scratch.exists() and sorted(path.name for path in tmp_path.iterdir()) == ["source"]
