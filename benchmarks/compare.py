@@ -15,12 +15,12 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
   `benchmarks/baselines/make_infinity_venv.sh`).
 
 A baseline that cannot start is reported with the reason, never dropped. Writes results.json,
-report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>/, with a tail sweep:
-xscore's gRPC latency under Poisson arrivals at shares of its measured saturation, and its plots.
-`--quick` takes under 3 minutes (2.9 on 2 cores of the AVX-512 VNNI + BF16 class); the full run
-took 33 there (32 clients; each system warmed up for one round of all clients and measured for two,
-at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for 40 s each), about 9 of them waits
-past closed windows that the closed loop no longer makes. Never run by the tests.
+report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>[-quick]/, with a tail
+sweep: xscore's gRPC latency under Poisson arrivals at shares of its measured saturation, and its
+plots. `--quick` took 2.9 and 3.4 minutes in two runs on 2 cores of the AVX-512 VNNI + BF16 class;
+the full run took 28 there (32 clients; each system warmed up for one round of all clients and
+measured for two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for 40 s each).
+Never run by the tests.
 """
 
 from __future__ import annotations
@@ -347,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model = Path(default_spec().source)
     now = datetime.datetime.now()
-    args.output = args.output or RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}"
+    # a quick run of the day must not overwrite that day's full report
+    args.output = args.output or RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}{'-quick' if args.quick else ''}"
     args.output.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     rows, tail_figures = xscore_rows(args.model, args)
