@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xscore.api.errors import model_error
 from xscore.service.models.activation import activation_from_config
@@ -119,6 +120,19 @@ def folded_for_nncf(fp32_onnx: Path, work_dir: Path) -> Iterator[Path]:
         yield folded
 
 
+def _load_for_nncf(folded: Path) -> tuple[Any, dict[str, str]]:
+    """The folded graph as NNCF takes it, and the backend parameters it needs: whole in memory,
+    or, for a graph with external data, with its weights left in their file and NNCF told the
+    folder. NNCF runs the graph in onnxruntime from a serialized copy, which protobuf cannot
+    make over 2 GB: loaded whole, the bge-reranker-v2-m3 shape (568M parameters) failed with
+    `EncodeError: Failed to serialize proto` after 8.5 minutes."""
+    import onnx
+
+    if not external_data_files(folded):
+        return onnx.load(str(folded)), {}
+    return onnx.load(str(folded), load_external_data=False), {"external_data_dir": str(folded.parent.resolve())}
+
+
 def build_copy(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
     copy_onnx(fp32_onnx, output)
     return {}
@@ -175,20 +189,21 @@ def build_nncf_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[s
                     "(slower; pip install nncf openvino for the fast CPU path)")
         return build_ort_dynamic_int8(fp32_onnx, output, calibration)
     import nncf
-    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    with folded_for_nncf(fp32_onnx, output.parent) as folded:
-        model = onnx.load(str(folded))
-    input_names = [node.name for node in model.graph.input]
     tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
     encoded = tokenizer.encode(*zip(*calibration), truncate=True)
-    # batch 1, unpadded: activation ranges seen on real tokens only
-    items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
-             for pair in encoded]
-    with _nncf_output_on_stderr():
-        quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
-                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
-    save_onnx(quantized, output)
+    with folded_for_nncf(fp32_onnx, output.parent) as folded:
+        model, backend = _load_for_nncf(folded)
+        input_names = [node.name for node in model.graph.input]
+        # batch 1, unpadded: activation ranges seen on real tokens only
+        items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
+                 for pair in encoded]
+        advanced = {"advanced_parameters": AdvancedQuantizationParameters(backend_params=backend)} if backend else {}
+        with _nncf_output_on_stderr():
+            quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
+                                      model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items), **advanced)
+        save_onnx(quantized, output)
     return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} transformer mixed smoothquant",
             "calibration_pairs": str(len(items)), "inference_precision": inference_precision("int8")}
 
@@ -204,13 +219,14 @@ def build_nncf_weight_int8(fp32_onnx: Path, output: Path,
     if not nncf_available():
         raise model_error("int8w needs nncf and openvino (pip install nncf openvino)")
     import nncf
-    import onnx
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters
 
     with folded_for_nncf(fp32_onnx, output.parent) as folded:
-        model = onnx.load(str(folded))
-    with _nncf_output_on_stderr():
-        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-    save_onnx(compressed, output)
+        model, backend = _load_for_nncf(folded)
+        advanced = {"advanced_parameters": AdvancedCompressionParameters(backend_params=backend)} if backend else {}
+        with _nncf_output_on_stderr():
+            compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, **advanced)
+        save_onnx(compressed, output)
     group, figures = choose_group_size(fp32_onnx, output)
     return {"engine": "openvino", "quantizer": f"nncf-{nncf.__version__} weights int8_asym",
             "inference_precision": inference_precision("int8"), GROUP_SIZE_FACT: str(group),
