@@ -112,24 +112,32 @@ def test_changed_model_weights_get_a_new_cache_entry(tiny_model_dir, tmp_path):
     assert first.path != second.path and not second.reused
 
 
+def _with_external_data(tiny_export, source: Path) -> Path:
+    """The tiny export in `source` with every weight in external data (model.onnx_data), as a
+    model over 2 GB is; the tokenizer and config files beside it."""
+    import onnx
+
+    source.mkdir()
+    for path in tiny_export.path.iterdir():
+        if path.name != "model.onnx":
+            shutil.copyfile(path, source / path.name)
+    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
+              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    return source / "model.onnx"
+
+
 def test_a_model_with_external_data_is_copied_whole_and_scores_the_same(tiny_export, tiny_model, tmp_path):
     """Models over 2 GB (bge-reranker-v2-m3) keep their weights in external data beside
     model.onnx; a variant must carry them, and both engines must read them."""
-    import onnx
-
     from xscore.service.models.engines import create_engine
     from xscore.service.models.model import LoadedModel
     from xscore.service.models.variants import build_copy, external_data_files
 
-    source, built = tmp_path / "source", tmp_path / "built"
-    source.mkdir()
+    source, built = _with_external_data(tiny_export, tmp_path / "source").parent, tmp_path / "built"
     built.mkdir()
-    for path in tiny_export.path.iterdir():
-        if path.name != "model.onnx":
-            shutil.copyfile(path, source / path.name)
+    for path in source.iterdir():
+        if not path.name.startswith("model.onnx"):
             shutil.copyfile(path, built / path.name)
-    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
-              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
     assert external_data_files(source / "model.onnx") == ["model.onnx_data"]
     build_copy(source / "model.onnx", built / "model.onnx", [])
     (source / "model.onnx_data").unlink()  # the copy must not lean on the source's data
@@ -148,10 +156,7 @@ def test_the_graph_nncf_quantizes_is_folded_and_scores_as_the_fp32_one_external_
 
     from xscore.service.models.variants import external_data_files, folded_for_nncf
 
-    source = tmp_path / "source"
-    source.mkdir()
-    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
-              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
+    source = _with_external_data(tiny_export, tmp_path / "source").parent
     ids = np.array([[101, 2054, 2003, 102, 1037, 3231, 102]], dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
@@ -181,14 +186,8 @@ def test_int8w_builds_from_a_graph_whose_weights_are_external_data(tiny_export, 
 
     if not nncf_available():
         pytest.skip("int8w is built by nncf")
-    source, built = tmp_path / "source", tmp_path / "built"
-    source.mkdir()
+    source, built = _with_external_data(tiny_export, tmp_path / "source").parent, tmp_path / "built"
     built.mkdir()
-    for path in tiny_export.path.iterdir():
-        if path.name != "model.onnx":
-            shutil.copyfile(path, source / path.name)
-    onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
-              save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
     facts = build_nncf_weight_int8(source / "model.onnx", built / "model.onnx", [])
     assert facts["engine"] == "openvino" and sorted(path.name for path in built.iterdir()) == ["model.onnx"]
     graph = onnx.load(str(built / "model.onnx"))
