@@ -40,12 +40,12 @@ def summary(run: Run) -> dict[str, Any]:
     answered = [sample for sample in measured if sample.error is None]
     seconds = run.window_s() or window_s(measured)
     latencies_ms = [sample.latency * 1000 for sample in answered]
-    requests_per_s = len(answered) / seconds if seconds else 0.0
-    pairs_per_s = sum(sample.pairs for sample in answered) / seconds if seconds else 0.0
     busy_s = sum(sample.latency for sample in measured)
-    if run.mode == "closed" and busy_s > 0:
-        requests_per_s = run.level * len(answered) / busy_s
-        pairs_per_s = run.level * sum(sample.pairs for sample in answered) / busy_s
+    by_latency = run.mode == "closed" and busy_s > 0
+    # answers per second of the window, or per second of one client's time times the clients
+    per_s = run.level / busy_s if by_latency else (1 / seconds if seconds else 0.0)
+    requests_per_s = len(answered) * per_s
+    pairs_per_s = sum(sample.pairs for sample in answered) * per_s
     return {
         "mode": run.mode,
         "level": run.level,
@@ -53,7 +53,7 @@ def summary(run: Run) -> dict[str, Any]:
         "answered": len(answered),
         "errors": dict(Counter(sample.error for sample in measured if sample.error is not None)),
         "window_s": seconds,
-        "throughput_from": "clients / latency" if run.mode == "closed" and busy_s > 0 else "answers / window",
+        "throughput_from": "clients / latency" if by_latency else "answers / window",
         "requests_per_s": requests_per_s,
         "pairs_per_s": pairs_per_s,
         "latency_ms": {**{f"p{q}": percentile(latencies_ms, q) for q in PERCENTILES},
