@@ -64,6 +64,44 @@ def test_only_common_one_sense_words_become_questions_answered_by_their_definiti
     assert load_wordnet_docs(wordnet_dir) == list(docs.values())  # deterministic, sorted
 
 
+def test_a_trained_synonym_never_carries_a_held_out_words_definition(wordnet_dir) -> None:
+    from xscore.recipes.default_model.data import split_docs, without_heldout_passages
+
+    docs = load_wordnet_docs(wordnet_dir)  # ford and fording: one synset, one definition
+    fording = next(doc for doc in docs if doc.group == "wordnet:fording")
+    river = next(doc for doc in docs if doc.group == "wordnet:river")
+    train = [doc for doc in docs if doc is not fording]
+    assert without_heldout_passages(train, [fording]) == [river]
+    assert without_heldout_passages(train, []) == train
+    # the build's own split: whatever it holds out, no train doc keeps a held-out definition
+    for percent in (30.0, 50.0, 70.0):
+        kept, heldout = split_docs(docs, percent)
+        assert not {d.passage for d in without_heldout_passages(kept, heldout)} & {d.passage for d in heldout}
+
+
+def test_the_trained_body_moves_back_towards_the_bi_encoder_and_the_head_stays_as_trained(tmp_path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from xscore.recipes.default_model.train import interpolate_with_base
+
+    base = {"encoder.layer.0.weight": np.full((2, 3), 1.0, np.float32), "pooler.dense.bias": np.zeros(3, np.float32),
+            "embeddings.word_embeddings.weight": np.ones((4, 3), np.float32)}
+    save_file(base, str(tmp_path / "model.safetensors"))
+    trained = {"bert.encoder.layer.0.weight": np.full((2, 3), 3.0, np.float32),
+               "bert.pooler.dense.bias": np.full(3, 2.0, np.float32),
+               "classifier.weight": np.full((1, 3), 5.0, np.float32)}
+    moved = interpolate_with_base(trained, tmp_path, 0.6)
+    assert set(moved) == set(trained)  # nothing of the base's (its embeddings) is added
+    np.testing.assert_allclose(moved["bert.encoder.layer.0.weight"], 0.6 * 3.0 + 0.4 * 1.0)
+    np.testing.assert_allclose(moved["bert.pooler.dense.bias"], 1.2)
+    np.testing.assert_array_equal(moved["classifier.weight"], trained["classifier.weight"])
+    assert moved["bert.encoder.layer.0.weight"].dtype == np.float32
+    assert all(np.array_equal(interpolate_with_base(trained, tmp_path, 1.0)[name], trained[name]) for name in trained)
+    with pytest.raises(ValueError, match="bert.pooler.dense.bias"):
+        interpolate_with_base({**trained, "bert.pooler.dense.bias": np.zeros(4, np.float32)}, tmp_path, 0.6)
+
+
 def test_the_everyday_questions_set_lexical_traps_that_bm25_falls_into() -> None:
     items = load_everyday_set()
     assert len(items) == 24 and all(sum(item.relevance) == 1 and len(item.candidates) == 5 for item in items)

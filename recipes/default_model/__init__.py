@@ -113,7 +113,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
 
     from xscore.recipes.default_model import data as D
     from xscore.recipes.default_model.evaluate import BiEncoder, save_eval_set
-    from xscore.recipes.default_model.train import shipped_state, train_cross_encoder
+    from xscore.recipes.default_model.train import interpolate_with_base, shipped_state, train_cross_encoder
 
     started = time.perf_counter()
     dest_dir = Path(dest_dir)
@@ -126,6 +126,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     wordnet = fetch_wordnet(cache)
     words = load_wordnet_docs(wordnet)
     train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
+    train_words = D.without_heldout_passages(train_words, heldout_words)
     torch.set_num_threads(recipe.threads)
     base = base_model_dir()
     embed = BiEncoder(base).embed
@@ -141,7 +142,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,
                                    recipe.seed, embed=embed)
     model = train_cross_encoder(base, groups, recipe, progress=progress)
-    save_file(shipped_state(model), str(dest_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    shipped = interpolate_with_base(shipped_state(model), base, recipe.base_interpolation)
+    save_file(shipped, str(dest_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     save_eval_set(eval_set, dest_dir / EVAL_FILE)
     save_eval_set(wordnet_eval, dest_dir / WORDNET_EVAL_FILE)
     card = _card(recipe, base, translation, docs, train_docs, heldout, eval_set, dest_dir)

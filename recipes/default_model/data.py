@@ -171,6 +171,13 @@ def split_docs(docs: Sequence[Doc], eval_percent: float) -> tuple[list[Doc], lis
     return train, heldout
 
 
+def without_heldout_passages(train: Sequence[Doc], heldout: Sequence[Doc]) -> list[Doc]:
+    """train minus the docs whose passage is also a held-out doc's: WordNet synonyms share one
+    definition, so a trained synonym would teach the answer of a held-out query."""
+    banned = {d.passage for d in heldout}
+    return [d for d in train if d.passage not in banned]
+
+
 def name_stem(package: str) -> str:
     # lib prefixes and -dev/-doc suffixes aside, siblings usually share the first name token.
     return re.split(r"[-.+0-9]", package.removeprefix("lib").removeprefix("python3-"), maxsplit=1)[0]
