@@ -113,8 +113,8 @@ def test_changed_model_weights_get_a_new_cache_entry(tiny_model_dir, tmp_path):
 
 
 def _with_external_data(tiny_export, source: Path) -> Path:
-    """The tiny export in `source` with every weight in external data (model.onnx_data), as a
-    model over 2 GB is; the tokenizer and config files beside it."""
+    """source, made to hold the tiny export with every weight in external data (model.onnx_data),
+    as a model over 2 GB is; the tokenizer and config files beside it."""
     import onnx
 
     source.mkdir()
@@ -123,7 +123,7 @@ def _with_external_data(tiny_export, source: Path) -> Path:
             shutil.copyfile(path, source / path.name)
     onnx.save(onnx.load(str(tiny_export.path / "model.onnx")), str(source / "model.onnx"),
               save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=0)
-    return source / "model.onnx"
+    return source
 
 
 def test_a_model_with_external_data_is_copied_whole_and_scores_the_same(tiny_export, tiny_model, tmp_path):
@@ -133,7 +133,7 @@ def test_a_model_with_external_data_is_copied_whole_and_scores_the_same(tiny_exp
     from xscore.service.models.model import LoadedModel
     from xscore.service.models.variants import build_copy, external_data_files
 
-    source, built = _with_external_data(tiny_export, tmp_path / "source").parent, tmp_path / "built"
+    source, built = _with_external_data(tiny_export, tmp_path / "source"), tmp_path / "built"
     built.mkdir()
     for path in source.iterdir():
         if not path.name.startswith("model.onnx"):
@@ -156,7 +156,7 @@ def test_the_graph_nncf_quantizes_is_folded_and_scores_as_the_fp32_one_external_
 
     from xscore.service.models.variants import external_data_files, folded_for_nncf
 
-    source = _with_external_data(tiny_export, tmp_path / "source").parent
+    source = _with_external_data(tiny_export, tmp_path / "source")
     ids = np.array([[101, 2054, 2003, 102, 1037, 3231, 102]], dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
@@ -186,7 +186,7 @@ def test_int8w_builds_from_a_graph_whose_weights_are_external_data(tiny_export, 
 
     if not nncf_available():
         pytest.skip("int8w is built by nncf")
-    source, built = _with_external_data(tiny_export, tmp_path / "source").parent, tmp_path / "built"
+    source, built = _with_external_data(tiny_export, tmp_path / "source"), tmp_path / "built"
     built.mkdir()
     facts = build_nncf_weight_int8(source / "model.onnx", built / "model.onnx", [])
     assert facts["engine"] == "openvino" and sorted(path.name for path in built.iterdir()) == ["model.onnx"]

@@ -4,8 +4,8 @@ Starts `xscore serve` (the default model as auto serves it here, score cache on 
 loopback, measures its capacity in pairs/s, then offers 70% of it as Poisson arrivals of
 mixed-size requests (1-200 passages) for MINUTES, gRPC and HTTP msgpack at once. The server's
 RSS is sampled every second: after the first minute (model warm-up, allocator pools) it must
-grow < 5%. Writes
-benchmarks/results/reliability-soak-<cpu class>.{json,md,png} (RSS and latency over time).
+grow < 5%. Writes benchmarks/results/reliability-soak-<cpu class>.{json,md,png} (RSS and
+latency over time).
 Loopback only; bounded in time. Never run by the tests.
 """
 
