@@ -102,6 +102,56 @@ def test_the_trained_body_moves_back_towards_the_bi_encoder_and_the_head_stays_a
         interpolate_with_base({**trained, "bert.pooler.dense.bias": np.zeros(4, np.float32)}, tmp_path, 0.6)
 
 
+def test_the_trained_body_comes_back_from_the_shipped_weights_for_another_weight_to_be_tried(tmp_path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from xscore.recipes.default_model.train import interpolate_with_base, undo_interpolation
+
+    rng = np.random.default_rng(0)
+    base = {"encoder.layer.0.weight": rng.normal(size=(4, 3)).astype(np.float32)}
+    save_file(base, str(tmp_path / "model.safetensors"))
+    trained = {"bert.encoder.layer.0.weight": rng.normal(size=(4, 3)).astype(np.float32),
+               "classifier.weight": rng.normal(size=(1, 3)).astype(np.float32)}
+    shipped = interpolate_with_base(trained, tmp_path, 0.7)
+    assert not np.allclose(shipped["bert.encoder.layer.0.weight"], trained["bert.encoder.layer.0.weight"])
+    back = undo_interpolation(shipped, tmp_path, 0.7)
+    np.testing.assert_allclose(back["bert.encoder.layer.0.weight"], trained["bert.encoder.layer.0.weight"], atol=1e-6)
+    np.testing.assert_array_equal(back["classifier.weight"], trained["classifier.weight"])
+    with pytest.raises(ValueError, match="cannot be undone"):
+        undo_interpolation(shipped, tmp_path, 0.0)
+
+
+def test_validation_text_is_neither_trained_on_nor_evaluated(wordnet_dir) -> None:
+    from xscore.recipes.default_model.data import Doc
+    from xscore.recipes.default_model.validation import validation_pools
+
+    common = load_wordnet_docs(wordnet_dir)
+    rare = load_wordnet_docs(wordnet_dir, tagged=False)
+    assert [doc.group for doc in rare] == ["wordnet:rill"]  # one sense, never sense-tagged
+    synonym = Doc("wordnet:fordings", "wordnet:fordings", "define fordings", common[0].passage)
+    heldout = [Doc(f"p{n}", f"p{n}", f"summary {n}", f"passage {n}") for n in range(6)]
+    debian, words = validation_pools(heldout, {"summary 1", "summary 4"}, common, [*rare, synonym], 10, seed=0)
+    assert [doc.summary for doc in debian] == ["summary 0", "summary 2", "summary 3", "summary 5"]
+    assert words == rare  # the rare synonym of a common word is out: its definition was trained on
+    _, sample = validation_pools(heldout, set(), [], heldout, 3, seed=0)
+    assert len(sample) == 3 and sample == validation_pools(heldout, set(), [], heldout, 3, seed=0)[1]
+
+
+def test_the_chosen_weight_has_the_largest_worst_margin_over_the_bi_encoder() -> None:
+    from xscore.recipes.default_model.validation import choose, report
+
+    def row(debian: float, wordnet: float) -> dict:
+        return {"debian": {"mrr@10": debian}, "wordnet": {"mrr@10": wordnet}}
+
+    rows = {"bi-encoder": row(0.60, 0.50), "0.6": row(0.62, 0.53), "0.8": row(0.70, 0.51), "1": row(0.75, 0.45)}
+    assert choose(rows) == 0.6  # 0.8 has the best mean, but only +0.01 on WordNet
+    rows["0.7"] = row(0.66, 0.53)
+    assert choose(rows) == 0.7  # the same worst margin as 0.6 and the larger mean
+    table = report(rows, 0.7, 0.7)
+    assert "| 0.7 (chosen) (shipped) | 0.6600 (+0.0600) | 0.5300 (+0.0300) | +0.0300 |" in table
+
+
 def test_the_everyday_questions_set_lexical_traps_that_bm25_falls_into() -> None:
     items = load_everyday_set()
     assert len(items) == 24 and all(sum(item.relevance) == 1 and len(item.candidates) == 5 for item in items)

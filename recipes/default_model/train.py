@@ -164,6 +164,23 @@ def interpolate_with_base(state: dict[str, np.ndarray], base_dir: Path, alpha: f
     return out
 
 
+def undo_interpolation(state: dict[str, np.ndarray], base_dir: Path, alpha: float) -> dict[str, np.ndarray]:
+    """The trained tensors back from interpolate_with_base's output (to float rounding): what a
+    different interpolation weight is tried on, without training again."""
+    from safetensors.numpy import load_file
+
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha {alpha} cannot be undone (it must be in (0, 1])")
+    if alpha == 1.0:
+        return dict(state)
+    base = load_file(str(base_dir / "model.safetensors"))
+    out = {}
+    for name, tensor in state.items():
+        source = base.get(name.removeprefix("bert."))
+        out[name] = tensor if source is None else ((tensor - (1.0 - alpha) * source) / alpha).astype(tensor.dtype)
+    return out
+
+
 def shipped_state(model: BertForSequenceClassification) -> dict[str, object]:
     """The trained tensors that ship: everything but the frozen embeddings, as fp32 numpy."""
     return {name: tensor.detach().float().contiguous().numpy()

@@ -87,9 +87,10 @@ def _tag_counts(database: Path) -> dict[str, int]:
     return counts
 
 
-def load_wordnet_docs(database: Path) -> list[Doc]:
+def load_wordnet_docs(database: Path, tagged: bool = True) -> list[Doc]:
     """One Doc per common one-sense word: group and package are the word, the summary is a question
-    asking what it is, the passage its definition."""
+    asking what it is, the passage its definition. With tagged=False, the one-sense words the
+    sense-tagged corpus never saw instead: rarer words, never trained on (the validation text)."""
     synsets_of: dict[str, set[str]] = defaultdict(set)
     entries: dict[str, tuple[str, str, list[str]]] = {}
     named: set[str] = set()
@@ -104,12 +105,12 @@ def load_wordnet_docs(database: Path) -> list[Doc]:
                 synsets_of[_word(word).lower()].add(synset)
                 if not word.islower():
                     named.add(_word(word).lower())  # a name (Lysander, Paris): not a word to define
-    tagged = _tag_counts(database)
+    counts = _tag_counts(database)
     docs = []
     for word, synsets in sorted(synsets_of.items()):
         if len(synsets) != 1 or word in named or not re.fullmatch(r"[a-z][a-z '-]*[a-z]", word):
             continue
-        if tagged.get(word.replace(" ", "_"), 0) < 1:
+        if (counts.get(word.replace(" ", "_"), 0) >= 1) != tagged:
             continue
         part, definition, _examples = entries[next(iter(synsets))]
         if len(definition.split()) < MIN_DEFINITION_WORDS:
