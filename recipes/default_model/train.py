@@ -15,7 +15,7 @@ weights (`interpolate_with_base`), which keeps more of its general English than 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,34 +150,33 @@ def _group_loss(model: BertForSequenceClassification, tokenizer, chunk: Sequence
 def interpolate_with_base(state: dict[str, np.ndarray], base_dir: Path, alpha: float) -> dict[str, np.ndarray]:
     """alpha * trained + (1 - alpha) * base for every shipped tensor the base checkpoint has (its
     names lack the "bert." prefix); the rest (the new head) as trained. alpha 1.0 is a no-op."""
-    from safetensors.numpy import load_file
-
     if alpha == 1.0:
         return dict(state)
+    return _with_base(state, base_dir, lambda trained, base: alpha * trained + (1.0 - alpha) * base)
+
+
+def undo_interpolation(state: dict[str, np.ndarray], base_dir: Path, alpha: float) -> dict[str, np.ndarray]:
+    """The trained tensors back from interpolate_with_base's output (to float rounding): what a
+    different interpolation weight is tried on, without training again."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha {alpha} cannot be undone (it must be in (0, 1])")
+    if alpha == 1.0:
+        return dict(state)
+    return _with_base(state, base_dir, lambda mixed, base: (mixed - (1.0 - alpha) * base) / alpha)
+
+
+def _with_base(state: dict[str, np.ndarray], base_dir: Path,
+               combine: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """combine(tensor, the base's tensor of that name) where the base has one, else the tensor."""
+    from safetensors.numpy import load_file
+
     base = load_file(str(base_dir / "model.safetensors"))
     out = {}
     for name, tensor in state.items():
         source = base.get(name.removeprefix("bert."))
         if source is not None and source.shape != tensor.shape:
             raise ValueError(f"{name}: trained {tensor.shape} against base {source.shape}")
-        out[name] = tensor if source is None else (alpha * tensor + (1.0 - alpha) * source).astype(tensor.dtype)
-    return out
-
-
-def undo_interpolation(state: dict[str, np.ndarray], base_dir: Path, alpha: float) -> dict[str, np.ndarray]:
-    """The trained tensors back from interpolate_with_base's output (to float rounding): what a
-    different interpolation weight is tried on, without training again."""
-    from safetensors.numpy import load_file
-
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha {alpha} cannot be undone (it must be in (0, 1])")
-    if alpha == 1.0:
-        return dict(state)
-    base = load_file(str(base_dir / "model.safetensors"))
-    out = {}
-    for name, tensor in state.items():
-        source = base.get(name.removeprefix("bert."))
-        out[name] = tensor if source is None else ((tensor - (1.0 - alpha) * source) / alpha).astype(tensor.dtype)
+        out[name] = tensor if source is None else combine(tensor, source).astype(tensor.dtype)
     return out
 
 
