@@ -17,9 +17,10 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
 A baseline that cannot start is reported with the reason, never dropped. Writes results.json,
 report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>[-quick]/, with a tail
 sweep: xscore's gRPC latency under Poisson arrivals at shares of its measured saturation, and its
-plots. `--quick` took 2.9 and 3.4 minutes in two runs on 2 cores of the AVX-512 VNNI + BF16 class;
-the full run took 28 there (32 clients; each system warmed up for one round of all clients and
-measured for two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for 40 s each).
+plots. `--quick` (4 clients of 1 x 10, no tail sweep) took 2.1 minutes on 2 cores of the AVX-512
+VNNI + BF16 class; the full run took 28 there (32 clients; each system warmed up for one round of
+all clients and measured for two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for
+40 s each).
 Never run by the tests.
 """
 
