@@ -58,8 +58,8 @@ class Recipe:
     # After training, every tensor the bi-encoder has (encoder, pooler) is moved back towards it:
     # alpha * trained + (1 - alpha) * bi-encoder, the head kept as trained. Trained alone, recipe 3
     # answered 15 of 24 everyday questions first (the bi-encoder 17); at 0.7, 18; at 0.6, 19 but
-    # Debian fell from 0.770 to 0.706 MRR@10. Chosen among 0.5 / 0.6 / 0.7 / 0.8 / 1.0 on the
-    # evaluation sets themselves (the README says so).
+    # Debian fell from 0.770 to 0.706 MRR@10. First chosen on the evaluation sets; the validation
+    # sweep (validation.py, choose-interpolation) keeps it: the largest worst margin of 0.6-1.0.
     base_interpolation: float = 0.7
     eval_queries: int = 300
     eval_candidates: int = 30
