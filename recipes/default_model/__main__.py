@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str:
     """The shipped weights' trained body recovered (their card names the weight they were made
     with), swept over `alphas` on the validation sets; the report written into output."""
+    import os
     import time
 
     from safetensors.numpy import load_file
@@ -75,6 +76,7 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
     from xscore.recipes.default_model.evaluate import BiEncoder
     from xscore.recipes.default_model.train import undo_interpolation
     from xscore.service.models.defaultmodel import CARD_FILE, WEIGHTS_FILE
+    from xscore.service.models.hardware import cpu_class
 
     started = time.perf_counter()
     card = json.loads((ARTIFACT_DIR / CARD_FILE).read_text())
@@ -96,12 +98,13 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
         "",
         f"`python -m xscore.recipes.default_model choose-interpolation`: {queries} queries x "
         f"{Recipe().eval_candidates} candidates a set, torch fp32, the shipped weights' trained body (recovered "
-        f"from the weights made at {shipped:g}); {seconds / 60:.0f} minutes. Debian: held-out packages that are no "
+        f"from the weights made at {shipped:g}); {seconds / 60:.0f} minutes on {os.cpu_count()} cores of the "
+        f"{cpu_class()} class. Debian: held-out packages that are no "
         "evaluation query; WordNet: one-sense words never sense-tagged (never trained on; rarer than the "
         "evaluation's). The chosen weight has the largest worst margin over the bi-encoder.",
         "",
         V.report(rows, chosen, shipped),
-        *([""] + [f"![MRR@10 against the weight]({chart.name})"] if chart else []),
+        *(["", f"![MRR@10 against the weight]({chart.name})"] if chart else []),
         ""])
     (output / "default_model_interpolation.md").write_text(text)
     return text
