@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from xscore.service.models import hardware
 from xscore.service.models.hardware import cgroup_cpu_quota, physical_cores
 
 
@@ -50,3 +51,26 @@ def test_a_variable_that_does_not_parse_is_named_not_a_traceback(variable, value
     assert done.returncode == 2
     assert f"xscore: error: {variable}={value!r} is not {kind}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+ZEN4 = frozenset({"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"})
+
+
+@pytest.mark.parametrize("cap, flags, cpu_class", [
+    ("AVX2", ["avx2", "fma"], "avx2-on-avx512-vnni-bf16"),
+    ("avx512_core_vnni", ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"], "avx512-vnni-on-avx512-vnni-bf16"),
+    ("AVX512_CORE_BF16", ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"], "avx512-vnni-bf16"),
+    ("DEFAULT", ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"], "avx512-vnni-bf16"),
+    ("SOMETHING", ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"], "avx512-vnni-bf16"),
+])
+def test_an_instruction_set_cap_takes_away_the_flags_above_it(monkeypatch, cap, flags, cpu_class) -> None:
+    monkeypatch.setattr(hardware, "cpuinfo_flags", lambda: ZEN4)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.isa_flags() == flags and hardware.cpu_class() == cpu_class
+    assert hardware.has_bf16() == ("avx512_bf16" in flags)
+    facts = hardware.machine()
+    assert facts["class"] == cpu_class
+    # a cap that takes nothing away is no cap: the figures are the CPU's own
+    assert ("isa_cap" in facts) == (cpu_class != "avx512-vnni-bf16")
+    if "isa_cap" in facts:
+        assert facts["cpu_flags"] == ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"]

@@ -15,6 +15,7 @@ from scoring import score_pairs
 from texts import mixed_documents
 
 from xscore.api.errors import XscoreError
+from xscore.service.models import hardware
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
 from xscore.service.models.export import export, export_each
@@ -22,6 +23,7 @@ from xscore.service.models.fidelity import measure
 from xscore.service.models.model import LoadedModel
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.registry import ModelSpec, load_model
+from xscore.service.models.tokenization import PairTokenizer, pad_batch
 from xscore.service.models.variants import BY_NAME, build_nncf_int8
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
@@ -256,3 +258,40 @@ def test_an_engine_fed_new_batch_shapes_levels_off_in_memory(tiny_export):
                                if key != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"})
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split()[-1]) < 30.0
+
+
+_CAP_SCRIPT = """
+import json, sys
+from pathlib import Path
+from xscore.service.models import hardware
+from xscore.service.models.engines import create_engine
+from xscore.service.models.manifest import Manifest
+from xscore.service.models.tokenization import PairTokenizer, pad_batch
+from xscore.service.models.variants import BY_NAME
+path = Path(sys.argv[1])
+engine = create_engine(path, Manifest.read(path / "manifest.json"), engine="openvino", device="cpu")
+tokenizer = PairTokenizer.from_dir(path)
+engine.run(pad_batch(tokenizer.encode(["a query"] * 2, ["one passage", "another passage"]), tokenizer.pad_id))
+print(json.dumps({"class": hardware.cpu_class(), "machine": hardware.machine(), "kernels": engine.matmul_kernels(),
+                  "bf16": BY_NAME["bf16"].unavailable()}))
+"""
+
+
+@pytest.mark.skipif(not {"avx512f", "avx_vnni"} & hardware.cpuinfo_flags(),
+                    reason="this CPU has nothing above AVX2 to leave out")
+def test_an_instruction_set_cap_runs_int8_on_avx2_kernels_and_names_the_class_it_made(minilm_exports, tmp_path):
+    int8 = minilm_exports["int8"]
+    done = subprocess.run([sys.executable, "-c", _CAP_SCRIPT, str(int8.path)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["class"] == f"avx2-on-{hardware.cpu_class()}" and seen["machine"]["isa_cap"] == "AVX2"
+    assert seen["machine"]["flags"] == ["avx2", "fma"]
+    # bf16 float layers do not compile under the cap (no bf16 Softmax kernel): int8 asks for f32 there
+    assert seen["bf16"] is not None
+    assert sum(seen["kernels"].values()) >= 6 and not any("avx512" in kernel for kernel in seen["kernels"]), seen
+    uncapped = create_engine(int8.path, int8.manifest, engine="openvino", device="cpu")
+    tokenizer = PairTokenizer.from_dir(int8.path)
+    uncapped.run(pad_batch(tokenizer.encode(["a query"] * 2, ["one passage", "another passage"]), tokenizer.pad_id))
+    uncapped = uncapped.matmul_kernels()
+    assert set(uncapped) != set(seen["kernels"]), (uncapped, seen["kernels"])

@@ -129,6 +129,19 @@ class OpenVinoEngine:
     def input_names(self) -> list[str]:
         return list(self._inputs)
 
+    def matmul_kernels(self) -> dict[str, int]:
+        """How many of the compiled model's FullyConnected (matmul) layers run on each kernel, as
+        the CPU plugin names it ("brgemm_avx512_i8", "jit_gemm_i8", "gemm_mlas_f32"): the kernel
+        is what a variant's speed on a CPU class comes down to, and what reports show. Kernels are
+        chosen for the first input shape, so this is read after a batch has run ("undef" before)."""
+        kernels: dict[str, int] = {}
+        for op in self._compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "primitiveType" in info and info["layerType"].astype(str) == "FullyConnected":
+                kernel = info["primitiveType"].astype(str)
+                kernels[kernel] = kernels.get(kernel, 0) + 1
+        return dict(sorted(kernels.items(), key=lambda item: -item[1]))
+
     def run(self, batch: EncodedBatch) -> np.ndarray:
         feeds = {name: getattr(batch, name) for name in self._inputs}
         request = self._idle.get()
