@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from texts import mixed_documents
 
 from xscore.api.errors import ErrorCode, XscoreError
+from xscore.service.models.engines import EngineOptions, create_engine
+from xscore.service.models.engines.openvino import openvino_available
 from xscore.service.models.planner import select_batch
 from xscore.service.models.tokenization import pad_batch
 from xscore.service.serving.batcher import Batcher, BatcherConfig
@@ -252,3 +254,26 @@ def test_a_scheduler_that_dies_fails_every_waiting_call_and_refuses_new_ones(tin
     assert all(isinstance(r, XscoreError) and r.code is ErrorCode.INTERNAL for r in results)
     assert refused.code is ErrorCode.UNAVAILABLE and not running
     assert metrics.value("xscore_dropped_pairs_total", model="tiny", reason="failed") == 0  # both were in the batch
+
+
+@pytest.mark.skipif(not openvino_available(), reason="OpenVINO is not installed here")
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_lone_request_is_spread_over_idle_streams(tiny_export, tiny_model, streams):
+    engine = create_engine(tiny_export.path, tiny_export.manifest, engine="openvino", device="cpu",
+                           options=EngineOptions(threads=2, streams=streams))
+    documents = [f"short passage number {n} about rivers" for n in range(10)]
+
+    async def scenario():
+        metrics = Metrics()
+        batcher = Batcher("tiny", engine, tiny_model.tokenizer.pad_id, metrics, BatcherConfig(max_batch_tokens=2048))
+        batcher.start()
+        result = await submit(batcher, tiny_model, ["a query"] * 10, documents)
+        await batcher.close()
+        return metrics, result
+
+    metrics, result = run(scenario())
+    np.testing.assert_allclose(result.logits, logits_alone(tiny_model, "a query", documents), atol=1e-5)
+    # ten short pairs fit one 2048-token batch; with two idle streams they run as two batches at once
+    assert metrics.value("xscore_batch_requests_count", model="tiny") == engine.parallelism
+    assert engine.parallelism == streams
+    assert metrics.value("xscore_batch_pairs_sum", model="tiny") == 10

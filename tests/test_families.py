@@ -3,6 +3,7 @@ scores each pair alone (mixed-length batches included): logits within 1e-4."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_deberta_exports_a_graph_that_every_engine_runs(family_table, tmp_path_f
     assert "variant auto for deberta: serving" in caplog.text
     if openvino_available() and is_x86_64():
         # auto serves whichever engine measured faster; OpenVINO must have loaded and run it
-        assert "deberta: fp32 on openvino measured" in caplog.text and "cannot load" not in caplog.text
+        assert re.search(r"deberta: fp32 on openvino( \(\d+ streams\))? measured", caplog.text)
+        assert "cannot load" not in caplog.text
     queries, documents = mixed_pairs()
     served = score_pairs(model, queries, documents, raw=True).scores
     assert np.all(np.isfinite(served))

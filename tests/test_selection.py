@@ -14,7 +14,7 @@ import pytest
 from xscore.service.models import cache
 from xscore.service.models.engines import EngineOptions
 from xscore.service.models.export import export_each
-from xscore.service.models.hardware import cpu_class
+from xscore.service.models.hardware import cpu_class, physical_cores
 from xscore.service.models.registry import ModelSpec, load_model
 from xscore.service.models.selection import LOSSY_MARGIN, Trial, _choose, decide, decision_path
 from xscore.service.models.sources import resolve_source
@@ -77,8 +77,10 @@ def test_load_model_serves_the_decision_and_says_why(minilm_decision, minilm_mod
     with caplog.at_level(logging.INFO, logger="xscore"):
         model = load_model(ModelSpec("m", str(minilm_model_dir)), device="cpu", progress=False)
     assert (model.manifest.variant, model.engine.name) == (minilm_decision.variant, minilm_decision.engine)
-    assert f"variant auto for m: serving {minilm_decision.variant} on {minilm_decision.engine}: " \
-           f"{minilm_decision.reason}" in caplog.text
+    assert f"variant auto for m: serving {minilm_decision.label}: {minilm_decision.reason}" in caplog.text
+    # a server runs 2 OpenVINO streams on 2 cores or more unless --streams says otherwise, and auto timed it so
+    if model.engine.name == "openvino":
+        assert model.engine.parallelism == minilm_decision.streams == min(2, physical_cores())
 
 
 def test_an_engine_asked_for_limits_the_candidates(minilm_decision, minilm_model_dir, cache_dir):
@@ -91,9 +93,9 @@ def test_models_list_shows_the_figures_and_what_auto_serves(minilm_decision, cac
     done = subprocess.run([sys.executable, "-m", "xscore.service.cli", "models", "list", "--cache", str(cache_dir)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert f"serves {minilm_decision.variant} on {minilm_decision.engine}: {minilm_decision.reason}" in done.stdout
+    assert f"serves {minilm_decision.label}: {minilm_decision.reason}" in done.stdout
     assert f"({cpu_class()}, " in done.stdout and "pairs/s" in done.stdout
-    assert f"   * {minilm_decision.variant:5} {minilm_decision.engine:12}" in done.stdout
+    assert f"   * {minilm_decision.label:32}" in done.stdout
     listed = json.loads(subprocess.run(
         [sys.executable, "-m", "xscore.service.cli", "models", "list", "--cache", str(cache_dir), "--json"],
         capture_output=True, text=True, timeout=120).stdout)

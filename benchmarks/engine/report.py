@@ -16,6 +16,17 @@ def write(results: dict[str, Any], directory: Path, stem: str = "engine") -> lis
     return written + ([chart] if chart else [])
 
 
+def _cap_note(cpu: dict[str, Any]) -> list[str]:
+    if not cpu.get("isa_cap"):
+        return []
+    return [f"**Instruction-set cap**: run with ONEDNN_MAX_CPU_ISA={cpu['isa_cap']} on a CPU that has "
+            f"{', '.join(cpu['cpu_flags'])}. OpenVINO's oneDNN kernels (int8 and bf16 matmuls, attention "
+            "subgraphs) ran as on a CPU of the capped class; onnxruntime, torch and some of OpenVINO's own "
+            "kernels (its fp32 matmuls, LayerNorm) read the CPU themselves and used all of it. So the "
+            "int8 rows show the capped class's kernels, the fp32 and onnxruntime rows are faster than such a "
+            "CPU would be, and no figure here is one of a real machine of that class.", ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     cpu = env["machine"]
@@ -28,6 +39,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {cpu['cpu']}, {cpu['cores']} cores, class **{cpu['class']}** (flags: {', '.join(cpu['flags'])}); "
         f"load average before {env['load_before']}, after {env['load_after']}.",
         "",
+        *_cap_note(cpu),
         f"{env['workload']}; {env['model']}; {env['rounds']} rounds, attempts interleaved with the "
         "in-process baseline. Fidelity against the torch fp32 reference on "
         f"{env['evaluation']}; the gate column applies the export's bars to it.",

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from xscore.service.models import cache, variants
+from xscore.service.models.selection import engine_label
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,13 +81,15 @@ def _describe(model: dict) -> str:
         lines.append(f"  {entry['variant']:5}  {figures}  {entry['path']}")
     for decision in model["auto"]:
         machine = decision["machine"]
+        served = engine_label(decision["variant"], decision["engine"], decision.get("streams", 1))
         lines.append(f"  auto on {machine['cpu']} ({machine['class']}, {machine['cores']} cores, {decision['device']}): "
-                     f"serves {decision['variant']} on {decision['engine']}: {decision['reason']}")
+                     f"serves {served}: {decision['reason']}")
         for trial in decision["trials"]:
             speed = f"{trial['pairs_per_s']:8.1f} pairs/s" if trial["pairs_per_s"] else f"{trial['status']:>15}"
-            chosen = "*" if (trial["variant"], trial["engine"]) == (decision["variant"], decision["engine"]) else " "
+            label = engine_label(trial["variant"], trial["engine"], trial.get("streams", 1))
+            chosen = "*" if label == served and trial["status"] == "measured" else " "
             reason = f"  {trial['reason']}" if trial["reason"] else ""
-            lines.append(f"   {chosen} {trial['variant']:5} {trial['engine'] or '-':12} {speed}{reason}")
+            lines.append(f"   {chosen} {label:32} {speed}{reason}")
     return "\n".join(lines)
 
 

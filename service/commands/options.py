@@ -26,9 +26,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="exported variant to serve (env XSCORE_VARIANT)")
     parser.add_argument("--threads", type=int, default=int_env("THREADS") or None,
                         help="CPU threads per engine; default: physical cores (env XSCORE_THREADS)")
-    parser.add_argument("--streams", type=int, default=int_env("STREAMS") or 1,
-                        help="OpenVINO streams: 1 = LATENCY mode (default, measured best on an idle "
-                             "2-core CPU); N > 1 = THROUGHPUT mode, N batches in flight (env XSCORE_STREAMS)")
+    parser.add_argument("--streams", type=int, default=int_env("STREAMS") or None,
+                        help="OpenVINO streams: 1 = LATENCY mode, N > 1 = THROUGHPUT mode, N batches in "
+                             "flight (default: 2 where there are 2 cores or more; 1 gives the lowest "
+                             "latency to a lone request) (env XSCORE_STREAMS)")
     parser.add_argument("--max-length", type=int, default=int_env("MAX_LENGTH") or None,
                         help="cap on tokens per pair; default: the model's own (env XSCORE_MAX_LENGTH)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import logging
 import re
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from xscore.api.errors import XscoreError, model_error
 from xscore.service.models import cache, selection, variants
-from xscore.service.models.engines import EngineOptions, create_engine
+from xscore.service.models.engines import EngineOptions, create_engine, serving_options
 from xscore.service.models.export import export, find_exported
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.model import LoadedModel
@@ -61,14 +62,14 @@ def load_model(spec: ModelSpec, *, variant: str = "auto", device: str = "auto", 
     engine) measured here among those that pass their gates (`selection.decide`)."""
     if variant not in VARIANT_CHOICES:
         raise model_error(f"unknown variant {variant!r}; choose from {', '.join(VARIANT_CHOICES)}")
+    options = serving_options(options)
     exported_dir = (Path(spec.source).expanduser() / MANIFEST_NAME).is_file()
     if variant == "auto" and not exported_dir:
         decision = selection.decide(spec.source, name=spec.name, device=device, engine=engine, options=options,
                                     progress=progress)
         directory = Path(decision.directory)
         engine = decision.engine if engine == "auto" else engine
-        log.info("variant auto for %s: serving %s on %s: %s", spec.name, decision.variant, decision.engine,
-                 decision.reason)
+        log.info("variant auto for %s: serving %s: %s", spec.name, decision.label, decision.reason)
     else:
         # an exported directory is what it is
         directory = _exported_dir(spec.source, "fp32" if variant == "auto" else variant, progress)

@@ -110,6 +110,7 @@ class Batcher:
         self._queued_pairs = 0
         self._admitted_pairs = 0
         self._pairs_per_s: float | None = None  # measured engine throughput, for retry-after
+        self._in_flight = 0  # batches the engine is running
         self._wake = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
         self._scheduler: asyncio.Task | None = None
@@ -238,6 +239,16 @@ class Batcher:
         self.metrics.queue_pairs.labels(**self._labels).set(self._queued_pairs)
         self.metrics.queue_requests.labels(**self._labels).set(len(self._jobs))
 
+    def _budget(self, lengths: Sequence[int]) -> int:
+        """The padded-token budget of the next batch: the engine's, unless fewer tokens wait than
+        its idle streams could take at once. Then they are spread over those streams, so a lone
+        10-pair request on 2 streams runs as two batches of 5 on both cores at once, not as one
+        batch on one stream while the other idles."""
+        idle = self.parallelism - self._in_flight
+        if idle <= 1:
+            return self.max_batch_tokens
+        return min(self.max_batch_tokens, max(1, -(-sum(lengths) // idle)))
+
     def _take_batch(self) -> _Batch | None:
         """Form the next batch, or None when nothing is queued."""
         if not self._jobs:
@@ -247,7 +258,7 @@ class Batcher:
         for job in self._jobs:  # the head first: its first pair is the pivot
             candidates.extend((job, index) for index in job.pending[:share])
         lengths = [job.pairs[index].length for job, index in candidates]
-        chosen = select_batch(lengths, 0, self.max_batch_tokens, self.config.max_batch_pairs)
+        chosen = select_batch(lengths, 0, self._budget(lengths), self.config.max_batch_pairs)
         entries = [candidates[position] for position in chosen]
         now = time.perf_counter()
         taken: dict[Job, set[int]] = {}
@@ -297,6 +308,7 @@ class Batcher:
             if not self._jobs:
                 self._wake.clear()
             self._observe_batch(batch)
+            self._in_flight += 1
             running = loop.run_in_executor(self._engine_pool, self._infer, batch.encoded)
             running.add_done_callback(partial(self._scatter, batch))
 
@@ -316,6 +328,7 @@ class Batcher:
     def _scatter(self, batch: _Batch, running: asyncio.Future) -> None:
         assert self._slots is not None
         self._slots.release()
+        self._in_flight -= 1
         if running.cancelled():
             return
         error = running.exception()

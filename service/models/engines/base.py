@@ -19,7 +19,9 @@ class EngineOptions:
     """How to run an engine; every backend takes all of them and says which it ignores."""
 
     threads: int | None = None  # CPU threads; None: the physical cores
-    streams: int = 1  # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams
+    # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams; None: measured by
+    # `--variant auto` (`selection`), else 1
+    streams: int | None = None
     max_batch_tokens: int | None = None  # padded tokens per batch; None: the engine's measured best
     # OpenVINO, int8w: activations are quantized at run time per group of this many values;
     # None: the group size the variant's build chose (its manifest), else OpenVINO's default

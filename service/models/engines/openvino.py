@@ -90,10 +90,10 @@ class OpenVinoEngine:
         import openvino.properties as props
         import openvino.properties.hint as hints
 
-        if options.streams < 1:
-            raise model_error(f"streams must be >= 1, got {options.streams}")
-        hint = "THROUGHPUT" if options.streams > 1 else "LATENCY"
-        streams = options.streams
+        streams = 1 if options.streams is None else options.streams
+        if streams < 1:
+            raise model_error(f"streams must be >= 1, got {streams}")
+        hint = "THROUGHPUT" if streams > 1 else "LATENCY"
         self.precision = precision
         self.max_batch_tokens = options.max_batch_tokens or CPU_MAX_BATCH_TOKENS
         threads = options.threads or physical_cores()
