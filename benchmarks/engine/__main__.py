@@ -34,7 +34,7 @@ from benchmarks.engine.evaluation import Scorer, compare, reference_scores
 from benchmarks.models import build_minilm_cross_encoder
 from xscore.service.models.corpus import rerank_workload
 from xscore.service.models.engines import EngineOptions
-from xscore.service.models.export import export
+from xscore.service.models.export import export_each
 from xscore.service.models.fidelity import Fidelity
 from xscore.service.models.hardware import cpu_class, machine, physical_cores
 from xscore.service.models.ranking import RankingFidelity, ranking_set
@@ -82,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     # before this process loads any engine: predict alone in a fresh interpreter
     log.info("clean-process baseline: CrossEncoder.predict in a process of its own")
     clean = clean_baseline(model_dir, args.passages, args.rounds, args.threads)
-    exports = export(str(model_dir), variants_needed(attempts), root=args.cache)
-    exports = {name.removesuffix("-bench"): result for name, result in exports.items()}
+    built, failed = export_each(str(model_dir), variants_needed(attempts), root=args.cache)
+    exports = {name.removesuffix("-bench"): result for name, result in built.items()}
+    # a variant that cannot be built here is reported with why, and its attempts are left out
+    for name, error in failed.items():
+        for attempt in attempts:
+            if attempt.variant == name.removesuffix("-bench"):
+                skipped[attempt.label] = f"could not be built here: {' '.join(error.message.split())[:300]}"
+                log.warning("skipping %s: %s", attempt.label, error.message)
+    attempts = [attempt for attempt in attempts if attempt.label not in skipped]
     decision = None
     if any(attempt.variant == AUTO for attempt in attempts):
         decision = decide(str(model_dir), name="bench", device="cpu", options=EngineOptions(threads=args.threads),
