@@ -19,8 +19,8 @@ class EngineOptions:
     """How to run an engine; every backend takes all of them and says which it ignores."""
 
     threads: int | None = None  # CPU threads; None: the physical cores
-    # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams; None: measured by
-    # `--variant auto` (`selection`), else 1
+    # OpenVINO: 1 = LATENCY mode; N > 1 = THROUGHPUT mode with N streams; None: what a server
+    # runs (`engines.serving_options`: 2 on 2 cores or more), 1 for an engine made without it
     streams: int | None = None
     max_batch_tokens: int | None = None  # padded tokens per batch; None: the engine's measured best
     # OpenVINO, int8w: activations are quantized at run time per group of this many values;
