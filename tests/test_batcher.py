@@ -14,7 +14,7 @@ from texts import mixed_documents
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
-from xscore.service.models.planner import fill_batch, select_batch
+from xscore.service.models.planner import select_batch
 from xscore.service.models.tokenization import pad_batch
 from xscore.service.serving.batcher import Batcher, BatcherConfig
 from xscore.service.serving.metrics import Metrics
@@ -54,47 +54,6 @@ def test_a_batch_holds_its_pivot_stays_in_budget_and_is_a_run_of_neighbours(leng
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     start = order.index(batch[0])
     assert order[start: start + len(batch)] == batch
-
-
-@given(st.lists(st.integers(1, 512), min_size=2, max_size=60), st.data(), st.integers(256, 4096), st.integers(2, 64))
-def test_a_filled_batch_keeps_its_own_pairs_stays_in_budget_and_fills_padding_first(lengths, data, budget,
-                                                                                      max_pairs):
-    split = data.draw(st.integers(1, len(lengths) - 1))
-    own = select_batch(lengths[:split], 0, budget, max_pairs)
-    candidates = list(range(split, len(lengths)))
-    added = fill_batch(lengths, own, candidates, budget, max_pairs)
-    batch = own + added
-    assert len(set(added)) == len(added) and set(added) <= set(candidates)
-    assert len(batch) <= max_pairs
-    assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= budget
-    # a candidate left out that is no longer than the batch's own longest pair means the batch was full
-    longest = max(lengths[i] for i in own)
-    left = [i for i in candidates if i not in added and lengths[i] <= longest]
-    assert not left or len(batch) == max_pairs or max(lengths[i] for i in batch) * (len(batch) + 1) > budget
-
-
-def test_requests_that_fit_their_turn_finish_in_arrival_order(tiny_model):
-    # equal lengths, three pairs a batch: each six-pair request needs two batches; taking turns a
-    # batch at a time would start the third before the first was done
-    document = "a passage of exactly the same length"
-    length = tiny_model.tokenizer.encode(["query"], [document])[0].length
-
-    async def scenario():
-        batcher = batcher_for(tiny_model, Metrics(), BatcherConfig(max_batch_tokens=3 * length))
-        jobs = [batcher.admit(6) for _ in range(3)]
-        started_when_first_done: list[bool] = []
-        jobs[0].future.add_done_callback(lambda _: started_when_first_done.append(jobs[2].queue_s is not None))
-        runs = [asyncio.create_task(batcher.run(job, tiny_model.tokenizer.encode(["query"] * 6, [document] * 6)))
-                for job in jobs]
-        await asyncio.sleep(0)  # all queued before scheduling starts
-        batcher.start()
-        await asyncio.gather(*runs)
-        await batcher.close()
-        return started_when_first_done, [job.queue_s for job in jobs]
-
-    started, waited = run(scenario())
-    assert started == [False]
-    assert waited == sorted(waited)
 
 
 def test_concurrent_requests_share_batches_and_score_as_if_alone(tiny_model):

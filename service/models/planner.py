@@ -46,34 +46,6 @@ def select_batch(lengths: Sequence[int], pivot: int, max_tokens: int, max_pairs:
     return order[low: high + 1]
 
 
-def fill_batch(lengths: Sequence[int], chosen: Sequence[int], candidates: Sequence[int], max_tokens: int,
-               max_pairs: int = 256) -> list[int]:
-    """`chosen` grown with `candidates` (indices into `lengths`) within the padded budget.
-
-    First every candidate no longer than the batch's longest pair, in the candidates' order (they
-    only fill the padding rows already paid for), then the shortest longer ones while the padded
-    size still fits. Returns the added indices, in the order taken."""
-    longest = max(lengths[index] for index in chosen)
-    count = len(chosen)
-    added: list[int] = []
-    longer: list[int] = []
-    for index in candidates:
-        if count >= max_pairs:
-            return added
-        if lengths[index] > longest:
-            longer.append(index)
-        elif longest * (count + 1) <= max_tokens:
-            added.append(index)
-            count += 1
-    for index in sorted(longer, key=lambda index: lengths[index]):
-        if count >= max_pairs or lengths[index] * (count + 1) > max_tokens:
-            break
-        added.append(index)
-        longest = lengths[index]
-        count += 1
-    return added
-
-
 def plan_batches(lengths: Sequence[int], max_tokens: int, max_pairs: int = 256) -> list[list[int]]:
     """Every index in some batch: `select_batch` pivoted on the shortest pair left, until none is."""
     remaining = sorted(range(len(lengths)), key=lambda index: (lengths[index], index))

@@ -7,13 +7,9 @@ whenever an engine slot is free; nothing sleeps or polls:
 
 - admission is bounded (pairs admitted and unanswered); a full queue fails fast with
   RESOURCE_EXHAUSTED and a retry-after estimated from the measured throughput;
-- jobs take turns in arrival order, each turn a quantum of padded tokens (a few batches): a
-  request that fits its turn is finished before the next one starts, so requests complete in
-  the order they came instead of all progressing together and all finishing late, and a
-  500-item request still cannot starve a 1-item one behind it, which waits one turn at most;
-- a batch holds the pairs of the job whose turn it is, by length (`planner.select_batch`), then
-  fills the rows its padding already pays for with other jobs' next pairs, and grows further
-  while the padded-token budget and the pair cap allow (`planner.fill_batch`);
+- a batch is grown around the pair whose turn it is (jobs take turns, so a 500-item request
+  cannot starve a 1-item one) from a window of every job's next pairs, by length, closed by
+  the padded-token budget and the pair cap (`planner.select_batch`);
 - `parallelism + 1` batches are out at once: one per engine worker plus one formed and padded
   ahead, so a worker never waits on Python between batches, and an idle engine gets work at
   once (no wait timer);
@@ -27,7 +23,6 @@ whenever an engine slot is free; nothing sleeps or polls:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections import deque
@@ -40,7 +35,7 @@ import numpy as np
 
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models.engines.base import Engine
-from xscore.service.models.planner import fill_batch, select_batch
+from xscore.service.models.planner import select_batch
 from xscore.service.models.tokenization import EncodedBatch, EncodedPair, pad_batch
 from xscore.service.serving.metrics import Metrics
 
@@ -66,7 +61,7 @@ class Job:
     """One request's pairs, where its answer goes, and its bookkeeping. Made by `Batcher.admit`."""
 
     __slots__ = ("size", "future", "deadline", "pairs", "pending", "logits", "remaining", "enqueued_at",
-                 "queue_s", "inference_s", "drop_reason", "timer", "queued", "turn_tokens")
+                 "queue_s", "inference_s", "drop_reason", "timer", "queued")
 
     def __init__(self, size: int, future: asyncio.Future, deadline: float | None) -> None:
         self.size = size
@@ -82,7 +77,6 @@ class Job:
         self.drop_reason = "cancelled"
         self.timer: asyncio.TimerHandle | None = None
         self.queued = False  # in the batcher's deque (has pairs not yet batched)
-        self.turn_tokens: int | None = None  # padded tokens left in its turn at the head; None: not its turn
 
 
 @dataclass(slots=True)
@@ -110,8 +104,6 @@ class Batcher:
         self.metrics = metrics or Metrics()
         self.max_batch_tokens = self.config.max_batch_tokens or engine.max_batch_tokens
         self.parallelism = max(1, engine.parallelism)
-        # one batch per stream and the one formed ahead: a turn keeps every stream busy
-        self.turn_quantum = self.max_batch_tokens * (self.parallelism + 1)
         self._labels = {"model": name}
         self._jobs: deque[Job] = deque()  # jobs with pairs not yet batched; the head's turn is next
         self._live: set[Job] = set()  # admitted and not yet answered, queued or in a batch
@@ -261,36 +253,28 @@ class Batcher:
         """Form the next batch, or None when nothing is queued."""
         if not self._jobs:
             return None
-        head = self._jobs[0]
-        if head.turn_tokens is None:
-            head.turn_tokens = self.turn_quantum
-        own = head.pending[: self.config.window_pairs]
-        candidates = [(head, index) for index in own]
         share = max(1, self.config.window_pairs // len(self._jobs))
-        for job in itertools.islice(self._jobs, 1, None):
+        candidates: list[tuple[Job, int]] = []
+        for job in self._jobs:  # the head first: its first pair is the pivot
             candidates.extend((job, index) for index in job.pending[:share])
         lengths = [job.pairs[index].length for job, index in candidates]
-        budget = self._budget(lengths)
-        chosen = select_batch(lengths[: len(own)], 0, budget, self.config.max_batch_pairs)
-        chosen += fill_batch(lengths, chosen, range(len(own), len(candidates)), budget, self.config.max_batch_pairs)
+        chosen = select_batch(lengths, 0, self._budget(lengths), self.config.max_batch_pairs)
         entries = [candidates[position] for position in chosen]
         now = time.perf_counter()
         taken: dict[Job, set[int]] = {}
         for job, index in entries:
             taken.setdefault(job, set()).add(index)
         for job, indices in taken.items():
-            job.pending = [i for i in job.pending if i not in indices]
+            job.pending = [i for i in job.pending[:share] if i not in indices] + job.pending[share:]
             if job.queue_s is None:
                 job.queue_s = now - job.enqueued_at
                 self.metrics.queue_seconds.labels(**self._labels).observe(job.queue_s)
         self._queued_pairs -= len(entries)
-        head.turn_tokens -= max(lengths[position] for position in chosen) * len(taken[head])
-        if not head.pending:
-            self._jobs.popleft()
+        head = self._jobs.popleft()
+        if head.pending:
+            self._jobs.append(head)  # its turn is over: the next job's pair pivots the next batch
+        else:
             head.queued = False
-        elif head.turn_tokens <= 0:
-            self._jobs.rotate(-1)  # its turn is over: the next job's pairs lead the next batch
-            head.turn_tokens = None
         for job in taken:
             if job is not head and not job.pending:
                 job.queued = False
