@@ -14,7 +14,7 @@ import pytest
 from scoring import score_pairs
 from texts import mixed_documents
 
-from xscore.api.errors import XscoreError
+from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models import hardware
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
@@ -183,6 +183,28 @@ def test_throughput_hint_with_two_streams_gives_the_latency_scores(minilm_export
     a = score_pairs(latency, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
     b = score_pairs(throughput, ["q"] * 48, documents, raw=True, max_tokens=1024).scores
     assert np.max(np.abs(a - b)) <= 1e-4
+
+
+def test_an_engine_on_streams_serves_only_if_it_scores_as_one_stream_does(minilm_model_dir, cache_dir):
+    from xscore.service.models.engines import STREAMS_MAX_LOGIT_DIFFERENCE
+
+    results, refusals = export_each(str(minilm_model_dir), ["int8w"], root=cache_dir, progress=False)
+    outcome = results.get("int8w")
+    if outcome is None:
+        pytest.skip(f"int8w refused here: {refusals['int8w'].message}")
+    single = create_engine(outcome.path, outcome.manifest, device="cpu", options=EngineOptions(threads=2, streams=1))
+    try:
+        streams = create_engine(outcome.path, outcome.manifest, device="cpu",
+                                options=EngineOptions(threads=2, streams=2))
+    except XscoreError as refused:  # what OpenVINO's int8w does on THROUGHPUT streams of the default model
+        assert refused.code is ErrorCode.MODEL_ERROR and "unlike one stream" in refused.message
+        assert refused.details["logit_difference"] > STREAMS_MAX_LOGIT_DIFFERENCE
+        return
+    assert streams.parallelism == 2
+    documents = mixed_documents(24, seed=3)
+    a = score_pairs(LoadedModel.load("m", outcome.path, single), ["q"] * 24, documents, raw=True).scores
+    b = score_pairs(LoadedModel.load("m", outcome.path, streams), ["q"] * 24, documents, raw=True).scores
+    assert np.max(np.abs(a - b)) <= STREAMS_MAX_LOGIT_DIFFERENCE
 
 
 def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(minilm_model_dir, minilm_exports,

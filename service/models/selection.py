@@ -112,9 +112,14 @@ class Decision:
             return None
 
 
+# Raised whenever what a decision may choose changes, so a decision cached by older rules is made
+# again: 2 refuses an engine whose streams score unlike one stream (int8w on OpenVINO THROUGHPUT).
+DECISION_RULES = 2
+
+
 def decision_path(root: Path, source_dir: Path, device: str, engine: str, options: EngineOptions) -> Path:
     """Where the decision for this model, machine class, request and library versions lives."""
-    fingerprint = json.dumps({"machine": machine(), "device": device, "engine": engine,
+    fingerprint = json.dumps({"rules": DECISION_RULES, "machine": machine(), "device": device, "engine": engine,
                               "options": dataclasses.asdict(serving_options(options)),
                               "versions": cache.library_versions()},
                              sort_keys=True)
