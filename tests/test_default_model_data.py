@@ -138,6 +138,26 @@ def test_validation_text_is_neither_trained_on_nor_evaluated(wordnet_dir) -> Non
     assert len(sample) == 3 and sample == validation_pools(heldout, set(), [], heldout, 3, seed=0)[1]
 
 
+def test_rare_training_words_avoid_the_validation_pool_and_every_common_definition() -> None:
+    from xscore.recipes.default_model.data import Doc
+    from xscore.recipes.default_model.validation import RARE_WORD_POOL, rare_training_words, validation_pools
+
+    def word(n: int, passage: str | None = None) -> Doc:
+        return Doc(f"wordnet:w{n}", f"wordnet:w{n}", f"define w{n}", passage or f"definition number {n}")
+
+    common = [word(n) for n in range(5)]
+    rare = [word(n) for n in range(5, 5 + RARE_WORD_POOL + 40)]
+    # a rare synonym of every tenth rare word, and one of a common word
+    rare += [word(100_000 + n, doc.passage) for n, doc in enumerate(rare[::10])] + [word(99_999, common[0].passage)]
+    _, pool = validation_pools([], set(), common, rare, RARE_WORD_POOL, seed=7 + 20)
+    trained = rare_training_words(common, rare, 10_000, seed=7)
+    passages = {doc.passage for doc in trained}
+    assert trained and not passages & {doc.passage for doc in [*pool, *common]}
+    assert trained == rare_training_words(common, rare, 10_000, seed=7)
+    assert rare_training_words(common, rare, 5, seed=7) == rare_training_words(common, rare, 5, seed=7)
+    assert len(rare_training_words(common, rare, 5, seed=7)) == 5
+
+
 def test_the_chosen_weight_has_the_largest_worst_margin_over_the_bi_encoder() -> None:
     from xscore.recipes.default_model.validation import choose, report
 

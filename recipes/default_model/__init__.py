@@ -33,6 +33,7 @@ from xscore.recipes.default_model.evaluate import (
     metrics_table,
 )
 from xscore.recipes.default_model.train import Recipe
+from xscore.recipes.default_model.validation import rare_training_words
 from xscore.recipes.default_model.wordnet import LICENSE as WORDNET_LICENSE
 from xscore.recipes.default_model.wordnet import PACKAGE as WORDNET_PACKAGE
 from xscore.recipes.default_model.wordnet import VERSION as WORDNET_VERSION
@@ -127,14 +128,18 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     words = load_wordnet_docs(wordnet)
     train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
     train_words = D.without_heldout_passages(train_words, heldout_words)
+    rare_words = rare_training_words(words, load_wordnet_docs(wordnet, tagged=False),
+                                     recipe.wordnet_rare_train_queries, recipe.seed)
     torch.set_num_threads(recipe.threads)
     base = base_model_dir()
     embed = BiEncoder(base).embed
     teacher = embed if recipe.distill_weight else None
     _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out; "
-                    f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out")
+                    f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out; "
+                    f"{len(rare_words)} rare words train")
     groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed, embed=teacher)
-    groups += D.make_train_groups(train_words, recipe.wordnet_train_queries, recipe.negatives,
+    groups += D.make_train_groups([*train_words, *rare_words], recipe.wordnet_train_queries + len(rare_words),
+                                  recipe.negatives,
                                   recipe.seed + 2, embed=teacher,
                                   dense=embed if recipe.wordnet_dense_negatives else None)
     eval_set = D.make_eval_set(heldout, docs, recipe.eval_queries, recipe.eval_candidates,
@@ -149,11 +154,13 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     card = _card(recipe, base, translation, docs, train_docs, heldout, eval_set, dest_dir)
     card["data"] = {"debian": card["data"], "wordnet": {
         "source": f"WordNet 3.0 (Debian package {WORDNET_PACKAGE} {WORDNET_VERSION}): common one-sense "
-                  "words (tagged at least once in its sense-tagged corpus); query 'what is <word>' "
+                  "words (tagged at least once in its sense-tagged corpus) and, for training only, a "
+                  "sample of the untagged ones outside the validation pool; query 'what is <word>' "
                   "and the like, passage its definition",
         "license": WORDNET_LICENSE, "sha256": wordnet_hashes(wordnet), "words_used": len(words),
         "train_words": len(train_words), "heldout_words": len(heldout_words),
-        "train_queries": recipe.wordnet_train_queries, "eval_queries": len(wordnet_eval),
+        "train_queries": recipe.wordnet_train_queries, "rare_train_words": len(rare_words),
+        "eval_queries": len(wordnet_eval),
         "eval_candidates_per_query": recipe.eval_candidates},
         "everyday": {"source": "hand-written everyday questions, each with its answer and four "
                                "distractors that share its words (recipes/default_model/everyday_questions.jsonl)",

@@ -45,6 +45,18 @@ def validation_pools(heldout: Sequence[Doc], evaluated_queries: set[str], common
     return debian, [unseen[i] for i in sorted(picked)]
 
 
+def rare_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc], count: int,
+                        seed: int) -> list[Doc]:
+    """A seeded sample of `count` rare words to train on: none from the validation pool
+    (`validation_pools` with the same seed), none sharing a definition with a pool word or with
+    any common word (a synonym of an evaluated word would teach its answer), in a fixed order."""
+    _, pool = validation_pools([], set(), common_words, rare_words, RARE_WORD_POOL, seed + 20)
+    banned = {doc.passage for doc in pool} | {doc.passage for doc in common_words}
+    free = [doc for doc in rare_words if doc.passage not in banned]
+    picked = random.Random(seed + 30).sample(range(len(free)), min(count, len(free)))
+    return [free[i] for i in sorted(picked)]
+
+
 def validation_sets(recipe: Recipe, embed: Embed, queries: int, data_dir: Path | None = None,
                     artifact_dir: Path | None = None) -> dict[str, list[EvalQuery]]:
     """The Debian and WordNet validation sets: `queries` each, `recipe.eval_candidates` candidates
