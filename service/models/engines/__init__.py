@@ -146,7 +146,7 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
 # How far a multi-stream engine's logits may stray from the same file on one stream, the way its
 # gates measured it. Kernels split differently across streams agree to float rounding; OpenVINO's
 # int8w (run-time activation quantization) on THROUGHPUT streams of the default model was off by
-# about 4,093 on every probe pair (ranking NDCG@10 at 53% of fp32's on held-out Debian queries)
+# up to 2,314 on the probe pairs (ranking NDCG@10 at 53% of fp32's on held-out Debian queries)
 # while the same file on one stream was within 0.06 and had passed its ranking gate.
 STREAMS_MAX_LOGIT_DIFFERENCE = 0.05
 
