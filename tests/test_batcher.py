@@ -14,7 +14,7 @@ from texts import mixed_documents
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models.engines import EngineOptions, create_engine
 from xscore.service.models.engines.openvino import openvino_available
-from xscore.service.models.planner import select_batch
+from xscore.service.models.planner import SHORT_QUEUE_BUDGET_DIVISOR, batch_budget, select_batch
 from xscore.service.models.tokenization import pad_batch
 from xscore.service.serving.batcher import Batcher, BatcherConfig
 from xscore.service.serving.metrics import Metrics
@@ -54,6 +54,22 @@ def test_a_batch_holds_its_pivot_stays_in_budget_and_is_a_run_of_neighbours(leng
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     start = order.index(batch[0])
     assert order[start: start + len(batch)] == batch
+
+
+@given(st.integers(0, 200_000), st.integers(1, 8), st.data(), st.integers(64, 16384))
+def test_a_deep_queue_gets_full_batches_a_short_one_smaller_and_idle_streams_share_it(waiting, streams, data,
+                                                                                    max_tokens):
+    idle = data.draw(st.integers(0, streams))
+    budget = batch_budget(waiting, idle, streams, max_tokens)
+    assert 1 <= budget <= max_tokens
+    if idle > 1:  # what waits is spread over the idle streams, each batch at most its share
+        assert budget == min(max_tokens, max(1, -(-waiting // idle)))
+        return
+    assert budget >= max_tokens // SHORT_QUEUE_BUDGET_DIVISOR
+    if streams == 1 or waiting >= (streams + 1) * max_tokens:
+        assert budget == max_tokens  # one stream, or every slot can be filled: throughput first
+    # more waiting never shrinks the batch
+    assert batch_budget(waiting + data.draw(st.integers(0, 50_000)), idle, streams, max_tokens) >= budget
 
 
 def test_concurrent_requests_share_batches_and_score_as_if_alone(tiny_model):

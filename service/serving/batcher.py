@@ -9,7 +9,8 @@ whenever an engine slot is free; nothing sleeps or polls:
   RESOURCE_EXHAUSTED and a retry-after estimated from the measured throughput;
 - a batch is grown around the pair whose turn it is (jobs take turns, so a 500-item request
   cannot starve a 1-item one) from a window of every job's next pairs, by length, closed by
-  the padded-token budget and the pair cap (`planner.select_batch`);
+  the padded-token budget and the pair cap (`planner.select_batch`); on several streams a
+  short queue gets smaller batches than a deep one (`planner.batch_budget`);
 - `parallelism + 1` batches are out at once: one per engine worker plus one formed and padded
   ahead, so a worker never waits on Python between batches, and an idle engine gets work at
   once (no wait timer);
@@ -35,7 +36,7 @@ import numpy as np
 
 from xscore.api.errors import ErrorCode, XscoreError
 from xscore.service.models.engines.base import Engine
-from xscore.service.models.planner import select_batch
+from xscore.service.models.planner import batch_budget, select_batch
 from xscore.service.models.tokenization import EncodedBatch, EncodedPair, pad_batch
 from xscore.service.serving.metrics import Metrics
 
@@ -240,14 +241,9 @@ class Batcher:
         self.metrics.queue_requests.labels(**self._labels).set(len(self._jobs))
 
     def _budget(self, lengths: Sequence[int]) -> int:
-        """The padded-token budget of the next batch: the engine's, unless fewer tokens wait than
-        its idle streams could take at once. Then they are spread over those streams, so a lone
-        10-pair request on 2 streams runs as two batches of 5 on both cores at once, not as one
-        batch on one stream while the other idles."""
-        idle = self.parallelism - self._in_flight
-        if idle <= 1:
-            return self.max_batch_tokens
-        return min(self.max_batch_tokens, max(1, -(-sum(lengths) // idle)))
+        """The next batch's padded-token budget: `planner.batch_budget` of what waits now."""
+        return batch_budget(sum(lengths), self.parallelism - self._in_flight, self.parallelism,
+                            self.max_batch_tokens)
 
     def _take_batch(self) -> _Batch | None:
         """Form the next batch, or None when nothing is queued."""
