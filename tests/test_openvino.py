@@ -207,6 +207,32 @@ def test_an_engine_on_streams_serves_only_if_it_scores_as_one_stream_does(minilm
     assert np.max(np.abs(a - b)) <= STREAMS_MAX_LOGIT_DIFFERENCE
 
 
+def test_a_streams_check_is_kept_beside_the_export_and_its_figure_is_what_a_restart_judges(minilm_exports,
+                                                                                         tmp_path):
+    import shutil
+
+    from xscore.service.models.engines import STREAMS_CHECK_FILE, STREAMS_MAX_LOGIT_DIFFERENCE
+
+    fp32 = minilm_exports["fp32"]
+    directory = shutil.copytree(fp32.path, tmp_path / "fp32")
+    (directory / STREAMS_CHECK_FILE).unlink(missing_ok=True)
+    two_streams = EngineOptions(threads=2, streams=2)
+    made = create_engine(directory, fp32.manifest, engine="openvino", device="cpu", options=two_streams)
+    assert made.parallelism == 2
+    kept = json.loads((directory / STREAMS_CHECK_FILE).read_text())
+    assert len(kept) == 1 and 0.0 <= next(iter(kept.values())) <= STREAMS_MAX_LOGIT_DIFFERENCE
+    # a restart takes the kept figure instead of measuring again: one that says the streams disagree
+    # refuses the engine, with that figure
+    (directory / STREAMS_CHECK_FILE).write_text(json.dumps({key: 1e6 for key in kept}))
+    with pytest.raises(XscoreError) as refused:
+        create_engine(directory, fp32.manifest, engine="openvino", device="cpu", options=two_streams)
+    assert refused.value.details["logit_difference"] == 1e6
+    # under other options the engine is checked afresh, and that figure kept beside the first
+    create_engine(directory, fp32.manifest, engine="openvino", device="cpu",
+                  options=EngineOptions(threads=2, streams=2, max_batch_tokens=1024))
+    assert len(json.loads((directory / STREAMS_CHECK_FILE).read_text())) == 2
+
+
 def test_int8w_runs_at_the_group_size_its_build_chose_and_records_what_it_tried(minilm_model_dir, minilm_exports,
                                                                                cache_dir):
     from xscore.service.models.engines import GROUP_SIZE_FACT

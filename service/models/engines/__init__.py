@@ -10,7 +10,10 @@ Adding a backend = one module with its Engine class + one row here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +138,11 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
                 log.warning("%s; trying %s", exc.message, candidates[candidates.index(name) + 1])
             continue
         if made.parallelism > 1:
-            _check_streams_agree(made, kind.create(directory / manifest.model_file, precision=precision,
-                                                   device=resolved_device,
-                                                   options=dataclasses.replace(options, streams=1)),
-                                 directory, manifest)
+            def one_stream(kind: EngineKind = kind, precision: str = precision) -> Engine:
+                return kind.create(directory / manifest.model_file, precision=precision, device=resolved_device,
+                                   options=dataclasses.replace(options, streams=1))
+
+            _check_streams_agree(made, one_stream, directory, manifest, options)
         return made
     raise model_error(f"no engine here can run {directory / manifest.model_file}: {'; '.join(failures)}")
 
@@ -151,8 +155,28 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
 STREAMS_MAX_LOGIT_DIFFERENCE = 0.05
 
 
-def _check_streams_agree(engine: Engine, single: Engine, directory: Path, manifest: Manifest) -> None:
+# Each check's figure, kept beside the export so a restart does not compile a one-stream twin again.
+STREAMS_CHECK_FILE = "streams-check.json"
+
+
+def _check_streams_agree(engine: Engine, one_stream: Callable[[], Engine], directory: Path, manifest: Manifest,
+                         options: EngineOptions) -> None:
     """Refuse an engine whose streams score the probe pairs unlike one stream does."""
+    key = _streams_check_key(engine, directory / manifest.model_file, options)
+    checks = _read_streams_checks(directory)
+    difference = checks.get(key)
+    if not isinstance(difference, float):
+        difference = _streams_difference(engine, one_stream(), directory)
+        _write_streams_checks(directory, {**checks, key: difference})
+    if not difference <= STREAMS_MAX_LOGIT_DIFFERENCE:
+        raise model_error(
+            f"{manifest.variant} on {engine.name} with {engine.parallelism} streams scores the probe pairs unlike "
+            f"one stream (the way its gates measured it): max logit difference {difference:.4g}, allowed "
+            f"{STREAMS_MAX_LOGIT_DIFFERENCE}; refused (serve it with --streams 1)",
+            streams=engine.parallelism, logit_difference=difference)
+
+
+def _streams_difference(engine: Engine, single: Engine, directory: Path) -> float:
     from xscore.service.models.probes import probe_pairs
     from xscore.service.models.tokenization import PairTokenizer, pad_batch
 
@@ -160,13 +184,38 @@ def _check_streams_agree(engine: Engine, single: Engine, directory: Path, manife
     probes = probe_pairs()
     pairs = tokenizer.encode([q for q, _ in probes], [d for _, d in probes], truncate=True)
     batch = pad_batch(pairs, tokenizer.pad_id)
-    difference = float(np.abs(engine.run(batch) - single.run(batch)).max())
-    if not difference <= STREAMS_MAX_LOGIT_DIFFERENCE:
-        raise model_error(
-            f"{manifest.variant} on {engine.name} with {engine.parallelism} streams scores the probe pairs unlike "
-            f"one stream (the way its gates measured it): max logit difference {difference:.4g}, allowed "
-            f"{STREAMS_MAX_LOGIT_DIFFERENCE}; refused (serve it with --streams 1)",
-            streams=engine.parallelism, logit_difference=difference)
+    return float(np.abs(engine.run(batch) - single.run(batch)).max())
+
+
+def _streams_check_key(engine: Engine, model_file: Path, options: EngineOptions) -> str:
+    """What the figure depends on: the graph file as it is now, how it runs, the machine class and
+    the libraries (a directory copied to another machine, or a newer OpenVINO, is checked again)."""
+    from xscore.service.models.cache import library_versions
+    from xscore.service.models.hardware import machine
+
+    stat = model_file.stat()
+    facts = {"file": [stat.st_size, stat.st_mtime_ns], "engine": engine.name, "device": engine.device,
+             "precision": engine.precision, "streams": engine.parallelism, "options": dataclasses.asdict(options),
+             "machine": machine(), "versions": library_versions()}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_streams_checks(directory: Path) -> dict[str, object]:
+    try:
+        checks = json.loads((directory / STREAMS_CHECK_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return checks if isinstance(checks, dict) else {}
+
+
+def _write_streams_checks(directory: Path, checks: dict[str, object]) -> None:
+    """Best effort: a read-only export (a container image) is checked at every start instead."""
+    try:
+        scratch = directory / f".{STREAMS_CHECK_FILE}.{os.getpid()}"
+        scratch.write_text(json.dumps(checks, indent=1, sort_keys=True) + "\n")
+        os.replace(scratch, directory / STREAMS_CHECK_FILE)
+    except OSError as exc:
+        log.debug("streams check not kept in %s: %s", directory, exc)
 
 
 __all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "GROUP_SIZE_FACT", "SERVING_STREAMS", "Engine", "EngineKind",
