@@ -15,13 +15,13 @@ cores), each with the same seeded workload through `xscore bench`'s load generat
   `benchmarks/baselines/make_infinity_venv.sh`).
 
 A baseline that cannot start is reported with the reason, never dropped. Writes results.json,
-report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>[-quick]/, with a tail
-sweep: xscore's gRPC latency under Poisson arrivals at shares of its measured saturation, and its
-plots. `--quick` (4 clients of 1 x 10, no tail sweep) took 2.1 minutes on 2 cores of the AVX-512
+report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>[-quick][-N]/ (-2, -3
+for a later run of the day, so none is written over), with a tail sweep: xscore's gRPC latency
+under Poisson arrivals at shares of its measured saturation, and its plots. `--quick` (4 clients of 1 x 10, no tail sweep) took 2.1 minutes on 2 cores of the AVX-512
 VNNI + BF16 class; the full run took 28 there (32 clients; each system warmed up for one round of
 all clients and measured for two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for
 40 s each).
-Never run by the tests.
+The tests run its parts on a tiny model, never the comparison itself.
 """
 
 from __future__ import annotations
@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         args.model = Path(default_spec().source)
     now = datetime.datetime.now()
     # a quick run of the day must not overwrite that day's full report
-    args.output = args.output or RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}{'-quick' if args.quick else ''}"
+    args.output = args.output or unused_report_dir(
+        RESULTS / f"compare-{cpu_class()}-{now:%Y%m%d}{'-quick' if args.quick else ''}")
     args.output.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     rows, tail_figures = xscore_rows(args.model, args)
@@ -374,6 +375,16 @@ def main(argv: list[str] | None = None) -> int:
     (output / "report.md").write_text(markdown(result, chart))
     print(markdown(result, chart))
     return 0
+
+
+def unused_report_dir(directory: Path) -> Path:
+    """`directory`, or `directory-2`, `-3`, ... when a report is already there: a second run of
+    the day keeps the first one's figures instead of writing over them."""
+    candidate, number = directory, 1
+    while (candidate / "results.json").exists():
+        number += 1
+        candidate = directory.with_name(f"{directory.name}-{number}")
+    return candidate
 
 
 def bar_chart(rows: list[dict[str, Any]], path: Path) -> str | None:

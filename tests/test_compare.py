@@ -67,3 +67,16 @@ def test_the_tail_sweep_offers_shares_of_the_measured_saturation_and_reports_eac
     assert (tmp_path / "latency_vs_offered_load.png").stat().st_size > 0
     text = "\n".join(compare.tail_markdown(figures))
     assert "| 30% |" in text and "| 60% |" in text and "![latency_vs_offered_load.png]" in text
+
+
+def test_a_second_run_of_the_day_writes_beside_the_first_report_not_over_it(tmp_path):
+    first = tmp_path / "compare-x-20261202"
+    assert compare.unused_report_dir(first) == first
+    first.mkdir()
+    assert compare.unused_report_dir(first) == first  # a folder without a report is free
+    (first / "results.json").write_text("{}")
+    second = compare.unused_report_dir(first)
+    assert second == tmp_path / "compare-x-20261202-2"
+    second.mkdir()
+    (second / "results.json").write_text("{}")
+    assert compare.unused_report_dir(first) == tmp_path / "compare-x-20261202-3"
