@@ -18,9 +18,9 @@ A baseline that cannot start is reported with the reason, never dropped. Writes 
 report.md and a bar chart to benchmarks/results/compare-<cpu class>-<date>[-quick][-N]/ (-2, -3
 for a later run of the day, so none is written over), with a tail sweep: xscore's gRPC latency
 under Poisson arrivals at shares of its measured saturation, and its plots. `--quick` (4 clients
-of 1 x 10, no tail sweep) took 2.1 minutes on 2 cores of the AVX-512 VNNI + BF16 class; the full run took 28 there (32 clients; each system warmed up for one round of
-all clients and measured for two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for
-40 s each).
+of 1 x 10, no tail sweep) took 2.1 minutes on 2 cores of the AVX-512 VNNI + BF16 class; the full
+run took 28 there (32 clients; each system warmed up for one round of all clients and measured for
+two, at least 5 + 20 s, at most 90 + 180 s; the tail at 50/70/90% for 40 s each).
 The tests run its parts on a tiny model, never the comparison itself.
 """
 
