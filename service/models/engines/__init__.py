@@ -9,7 +9,9 @@ Adding a backend = one module with its Engine class + one row here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -138,10 +140,8 @@ def create_engine(directory: Path, manifest: Manifest, *, engine: str = "auto", 
                 log.warning("%s; trying %s", exc.message, candidates[candidates.index(name) + 1])
             continue
         if made.parallelism > 1:
-            def one_stream(kind: EngineKind = kind, precision: str = precision) -> Engine:
-                return kind.create(directory / manifest.model_file, precision=precision, device=resolved_device,
-                                   options=dataclasses.replace(options, streams=1))
-
+            one_stream = functools.partial(kind.create, directory / manifest.model_file, precision=precision,
+                                           device=resolved_device, options=dataclasses.replace(options, streams=1))
             _check_streams_agree(made, one_stream, directory, manifest, options)
         return made
     raise model_error(f"no engine here can run {directory / manifest.model_file}: {'; '.join(failures)}")
@@ -210,12 +210,14 @@ def _read_streams_checks(directory: Path) -> dict[str, object]:
 
 def _write_streams_checks(directory: Path, checks: dict[str, object]) -> None:
     """Best effort: a read-only export (a container image) is checked at every start instead."""
+    scratch = directory / f".{STREAMS_CHECK_FILE}.{os.getpid()}"
     try:
-        scratch = directory / f".{STREAMS_CHECK_FILE}.{os.getpid()}"
         scratch.write_text(json.dumps(checks, indent=1, sort_keys=True) + "\n")
         os.replace(scratch, directory / STREAMS_CHECK_FILE)
     except OSError as exc:
         log.debug("streams check not kept in %s: %s", directory, exc)
+        with contextlib.suppress(OSError):
+            scratch.unlink(missing_ok=True)
 
 
 __all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "GROUP_SIZE_FACT", "SERVING_STREAMS", "Engine", "EngineKind",
