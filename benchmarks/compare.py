@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from xscore.bench import loadgen, stats
+from xscore.bench import loadgen, queueing, stats
 from xscore.bench.report import ms
 from xscore.bench.report import plots as report_plots
 from xscore.bench.protocols import Adapter, adapter
@@ -162,8 +162,18 @@ def tail(target: str, args: argparse.Namespace, pid: int, model: str = "bench") 
     summaries = [stats.summary(run) for run in runs]
     plots = report_plots(runs, summaries, args.output)
     return {"workload": TAIL_WORKLOAD, "saturation": capacity,
-            "loads": [{"share": share, **summary} for share, summary in zip(args.tail_shares, summaries)],
+            "loads": [{"share": share, **summary, "ideal_queue": ideal_queue(share)}
+                      for share, summary in zip(args.tail_shares, summaries)],
             "plots": plots}
+
+
+def ideal_queue(share: float) -> dict[str, float]:
+    """p99 / p50 of one server of identical requests at this load, in the two orders a batcher sits
+    between: what Poisson arrivals alone spread, whatever the server does."""
+    if not 0.0 < share < 1.0:
+        return {}
+    return {spread.discipline: round(spread.ratio, 3)
+            for spread in (queueing.first_come_first_served(share), queueing.processor_sharing(share))}
 
 
 def prime(target: str, args: argparse.Namespace) -> None:
@@ -333,10 +343,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests timed per in-process sentence-transformers backend")
     parser.add_argument("--calibration-texts", type=int, default=300,
                         help="texts sentence-transformers' int8 export calibrates on (its default is 300)")
-    parser.add_argument("--infinity-venv", type=Path, default=None)
-    parser.add_argument("--st-openvino-venv", type=Path, default=None,
+    parser.add_argument("--infinity-venv", type=Path, default=peer_venv("infinity"),
+                        help="infinity-emb's virtualenv (benchmarks/baselines/make_infinity_venv.sh; default: "
+                             "where that script puts it, if it is there)")
+    parser.add_argument("--st-openvino-venv", type=Path, default=peer_venv("st-openvino"),
                         help="a virtualenv with sentence-transformers[openvino] "
-                             "(benchmarks/baselines/make_st_openvino_venv.sh) for its OpenVINO backend")
+                             "(benchmarks/baselines/make_st_openvino_venv.sh; default: where that script puts it, "
+                             "if it is there) for its OpenVINO backend")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -375,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     (output / "report.md").write_text(markdown(result, chart))
     print(markdown(result, chart))
     return 0
+
+
+def peer_venv(name: str, root: Path = ROOT) -> Path | None:
+    """The virtualenv `benchmarks/baselines/make_<name>_venv.sh` makes by default, where it exists."""
+    directory = root / ".peers" / name
+    return directory if (directory / "bin" / "python").exists() else None
 
 
 def unused_report_dir(directory: Path) -> Path:
@@ -450,14 +469,18 @@ def tail_markdown(tail_figures: dict[str, Any] | None) -> list[str]:
     capacity = tail_figures["saturation"]
     lines = ["", f"Latency against offered load, xscore over gRPC, 1 x 10 requests: saturation "
              f"{capacity['requests_per_s']:.2f} requests/s ({capacity['pairs_per_s']:.1f} pairs/s) by the closed loop; "
-             "then Poisson arrivals at shares of it, latency from each request's intended send time.", "",
-             "| offered | requests/s | requests | answered | p50 ms | p90 ms | p99 ms | p99 / p50 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "then Poisson arrivals at shares of it, latency from each request's intended send time. The ideal "
+             "queue is one server of identical requests at the same load (M/D/1, simulated): the spread the "
+             "arrivals alone make, first come first served / processor sharing.", "",
+             "| offered | requests/s | requests | answered | p50 ms | p90 ms | p99 ms | p99 / p50 | ideal queue |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in tail_figures["loads"]:
         latency = row["latency_ms"]
         spread = latency["p99"] / latency["p50"] if latency["p50"] else float("nan")
+        ideal = " / ".join(f"{ratio:.2f}x" for ratio in row.get("ideal_queue", {}).values()) or "-"
         lines.append(f"| {row['share']:.0%} | {row['level']:.2f} | {row['requests']} | {row['answered']} | "
-                     f"{ms(latency['p50'], 0)} | {ms(latency['p90'], 0)} | {ms(latency['p99'], 0)} | {spread:.2f}x |")
+                     f"{ms(latency['p50'], 0)} | {ms(latency['p90'], 0)} | {ms(latency['p99'], 0)} | {spread:.2f}x | "
+                     f"{ideal} |")
     if tail_figures.get("plots"):
         lines += ["", *(f"![{name}]({name})" for name in tail_figures["plots"])]
     return lines

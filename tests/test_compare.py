@@ -64,6 +64,9 @@ def test_the_tail_sweep_offers_shares_of_the_measured_saturation_and_reports_eac
     for row in figures["loads"]:
         assert row["level"] == pytest.approx(row["share"] * capacity)
         assert row["answered"] == row["requests"] > 0 and not row["errors"]
+        assert set(row["ideal_queue"]) == {"first come first served", "processor sharing"}
+    assert figures["loads"][1]["ideal_queue"]["first come first served"] > figures["loads"][0]["ideal_queue"][
+        "first come first served"] > 1.0
     assert (tmp_path / "latency_vs_offered_load.png").stat().st_size > 0
     text = "\n".join(compare.tail_markdown(figures))
     assert "| 30% |" in text and "| 60% |" in text and "![latency_vs_offered_load.png]" in text
@@ -80,3 +83,12 @@ def test_a_second_run_of_the_day_writes_beside_the_first_report_not_over_it(tmp_
     second.mkdir()
     (second / "results.json").write_text("{}")
     assert compare.unused_report_dir(first) == tmp_path / "compare-x-20261202-3"
+
+
+def test_a_peer_virtualenv_made_by_its_script_is_found_without_a_flag(tmp_path):
+    assert compare.peer_venv("infinity", root=tmp_path) is None
+    python = tmp_path / ".peers" / "infinity" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert compare.peer_venv("infinity", root=tmp_path) == tmp_path / ".peers" / "infinity"
+    assert compare.peer_venv("st-openvino", root=tmp_path) is None

@@ -147,3 +147,20 @@ def test_without_the_export_extra_auto_chooses_among_what_is_exported_here(minil
     assert "variant int8 was gated on CPU class another-class, not this one" in done.stdout
     assert "variant auto for m: choosing among the exported variants only: exporting a model needs the export extra" \
         in done.stderr
+
+
+def test_a_kept_figure_is_written_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "kept" / "figures.json"
+    cache.write_json_atomically(path, {"b": 1, "a": [2.5]})
+    assert json.loads(path.read_text()) == {"a": [2.5], "b": 1}
+
+    with pytest.raises(TypeError):
+        cache.write_json_atomically(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": [2.5], "b": 1}
+    assert [entry.name for entry in path.parent.iterdir()] == ["figures.json"]
+
+
+def test_a_fingerprint_names_the_facts_not_their_order():
+    assert cache.fingerprint({"a": 1, "b": [1, 2]}) == cache.fingerprint({"b": [1, 2], "a": 1})
+    assert cache.fingerprint({"a": 1}) != cache.fingerprint({"a": 2})
+    assert len(cache.fingerprint({"a": 1}, length=16)) == 16

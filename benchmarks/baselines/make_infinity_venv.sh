@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # infinity-emb in a virtualenv of its own (its pins clash with xscore's), for
-#   python -m benchmarks.compare --infinity-venv DIR
+#   python -m benchmarks.compare --infinity-venv DIR  (DIR defaults to .peers/infinity)
 # torch is pinned to the CPU build xscore's export extra uses; the other pins are the versions
 # infinity-emb 0.0.78 still imports (newer click, transformers and sentence-transformers break it).
 set -euo pipefail

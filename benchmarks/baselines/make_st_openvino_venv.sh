@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sentence-transformers with its OpenVINO backend (optimum-intel; datasets for its int8 export's
 # calibration) in a virtualenv of its own, for
-#   python -m benchmarks.compare --st-openvino-venv DIR
+#   python -m benchmarks.compare --st-openvino-venv DIR  (DIR defaults to .peers/st-openvino)
 # torch is pinned to the CPU build xscore's export extra uses, and transformers and sentence-transformers
 # to the versions xscore's own extras resolve (a newer transformers breaks sentence-transformers here).
 set -euo pipefail

@@ -48,6 +48,30 @@ def _short_hash(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def fingerprint(facts: dict, length: int = 12) -> str:
+    """A short, stable name for what a kept figure depends on (key order does not matter)."""
+    return _short_hash(json.dumps(facts, sort_keys=True), length)
+
+
+def write_json_atomically(path: Path, data: object, indent: int = 2) -> None:
+    """Write `data` as a whole file or not at all: two processes writing at once each write a whole
+    file and the last rename wins; a failed write leaves no scratch file behind. Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as scratch:
+        scratch_path = Path(scratch.name)
+        try:
+            scratch.write(json.dumps(data, indent=indent, sort_keys=True) + "\n")
+        except BaseException:
+            scratch.close()
+            scratch_path.unlink(missing_ok=True)
+            raise
+    try:
+        scratch_path.replace(path)
+    except BaseException:
+        scratch_path.unlink(missing_ok=True)
+        raise
+
+
 def model_dir(root: Path, source: ModelSource) -> Path:
     return root / f"{source.slug}-{_short_hash(source.identity, 12)}"
 
@@ -95,8 +119,7 @@ def refusal_path(entry: Path) -> Path:
 
 def record_refusal(entry: Path, message: str, details: dict) -> None:
     """Remember that this entry's variant failed its fidelity gate, so it is not rebuilt each load."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    refusal_path(entry).write_text(json.dumps({"message": message, "details": details}, indent=2))
+    write_json_atomically(refusal_path(entry), {"message": message, "details": details})
 
 
 def load_refusal(entry: Path) -> dict | None:

@@ -13,11 +13,9 @@ engine options and the library versions, so later starts read it instead of meas
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,11 +94,7 @@ class Decision:
         return engine_label(self.variant, self.engine, self.streams)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # two processes deciding at once each write a whole file; the last rename wins
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as scratch:
-            scratch.write(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        Path(scratch.name).replace(path)
+        cache.write_json_atomically(path, dataclasses.asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> Decision | None:
@@ -119,11 +113,9 @@ DECISION_RULES = 2
 
 def decision_path(root: Path, source_dir: Path, device: str, engine: str, options: EngineOptions) -> Path:
     """Where the decision for this model, machine class, request and library versions lives."""
-    fingerprint = json.dumps({"rules": DECISION_RULES, "machine": machine(), "device": device, "engine": engine,
-                              "options": dataclasses.asdict(serving_options(options)),
-                              "versions": cache.library_versions()},
-                             sort_keys=True)
-    return source_dir / f"auto-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}.json"
+    facts = {"rules": DECISION_RULES, "machine": machine(), "device": device, "engine": engine,
+             "options": dataclasses.asdict(serving_options(options)), "versions": cache.library_versions()}
+    return source_dir / f"auto-{cache.fingerprint(facts)}.json"
 
 
 def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: str = "auto",

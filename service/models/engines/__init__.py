@@ -9,13 +9,10 @@ Adding a backend = one module with its Engine class + one row here.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,14 +187,14 @@ def _streams_difference(engine: Engine, single: Engine, directory: Path) -> floa
 def _streams_check_key(engine: Engine, model_file: Path, options: EngineOptions) -> str:
     """What the figure depends on: the graph file as it is now, how it runs, the machine class and
     the libraries (a directory copied to another machine, or a newer OpenVINO, is checked again)."""
-    from xscore.service.models.cache import library_versions
+    from xscore.service.models.cache import fingerprint, library_versions
     from xscore.service.models.hardware import machine
 
     stat = model_file.stat()
     facts = {"file": [stat.st_size, stat.st_mtime_ns], "engine": engine.name, "device": engine.device,
              "precision": engine.precision, "streams": engine.parallelism, "options": dataclasses.asdict(options),
              "machine": machine(), "versions": library_versions()}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(facts, length=16)
 
 
 def _read_streams_checks(directory: Path) -> dict[str, object]:
@@ -210,14 +207,12 @@ def _read_streams_checks(directory: Path) -> dict[str, object]:
 
 def _write_streams_checks(directory: Path, checks: dict[str, object]) -> None:
     """Best effort: a read-only export (a container image) is checked at every start instead."""
-    scratch = directory / f".{STREAMS_CHECK_FILE}.{os.getpid()}"
+    from xscore.service.models.cache import write_json_atomically
+
     try:
-        scratch.write_text(json.dumps(checks, indent=1, sort_keys=True) + "\n")
-        os.replace(scratch, directory / STREAMS_CHECK_FILE)
+        write_json_atomically(directory / STREAMS_CHECK_FILE, checks, indent=1)
     except OSError as exc:
         log.debug("streams check not kept in %s: %s", directory, exc)
-        with contextlib.suppress(OSError):
-            scratch.unlink(missing_ok=True)
 
 
 __all__ = ["DEVICES", "ENGINES", "ENGINE_KINDS", "GROUP_SIZE_FACT", "SERVING_STREAMS", "Engine", "EngineKind",
