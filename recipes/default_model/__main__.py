@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build":
         build_default(args.dest, data_dir=args.data_dir, evaluate=not args.no_evaluate)
     elif args.command == "evaluate":
-        results = evaluate_default(args.model_dir, extra=_served_variants(args.model_dir, args.variant))
+        with contextlib.ExitStack() as scorers:
+            results = evaluate_default(args.model_dir, extra=_served_variants(args.model_dir, args.variant, scorers))
         print(json.dumps(results, indent=2) if args.json else
               "\n\n".join(f"{name}\n{metrics_table(rows)}" for name, rows in results.items()))
     elif args.command == "choose-interpolation":
@@ -110,8 +112,10 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
     return text
 
 
-def _served_variants(model_dir: Path | None, variants: list[str]) -> dict[str, ScorePairs]:
-    """score_pairs callables over the exported variants, as the service would run them."""
+def _served_variants(model_dir: Path | None, variants: list[str],
+                     scorers_open: contextlib.ExitStack) -> dict[str, ScorePairs]:
+    """score_pairs callables over the exported variants, as the service would run them; each
+    scorer (its batcher and event loop) stays open until `scorers_open` closes."""
     from xscore.service.models.registry import ModelSpec, default_spec, load_model
     from xscore.service.serving.blocking import BlockingScorer
 
@@ -119,7 +123,7 @@ def _served_variants(model_dir: Path | None, variants: list[str]) -> dict[str, S
     scorers: dict[str, ScorePairs] = {}
     for variant in variants:
         model = load_model(spec, variant=variant, device="cpu")
-        served = BlockingScorer(model)  # lives as long as this evaluation process
+        served = scorers_open.enter_context(BlockingScorer(model))
 
         def score_pairs(pairs: list[tuple[str, str]], served=served):
             return served.score_pairs([q for q, _ in pairs], [d for _, d in pairs]).scores
