@@ -55,7 +55,8 @@ def fingerprint(facts: dict, length: int = 12) -> str:
 
 def write_json_atomically(path: Path, data: object, indent: int = 2) -> None:
     """Write `data` as a whole file or not at all: two processes writing at once each write a whole
-    file and the last rename wins; a failed write leaves no scratch file behind. Raises OSError."""
+    file and the last rename wins; a failed write leaves no scratch file behind and raises (OSError
+    from the file system, TypeError for a value JSON cannot hold)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as scratch:
         scratch_path = Path(scratch.name)
