@@ -58,18 +58,13 @@ def write_json_atomically(path: Path, data: object, indent: int = 2) -> None:
     file and the last rename wins; a failed write leaves no scratch file behind and raises (OSError
     from the file system, TypeError for a value JSON cannot hold)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as scratch:
-        scratch_path = Path(scratch.name)
-        try:
-            scratch.write(json.dumps(data, indent=indent, sort_keys=True) + "\n")
-        except BaseException:
-            scratch.close()
-            scratch_path.unlink(missing_ok=True)
-            raise
+    scratch = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False)
     try:
-        scratch_path.replace(path)
+        with scratch:
+            scratch.write(json.dumps(data, indent=indent, sort_keys=True) + "\n")
+        Path(scratch.name).replace(path)
     except BaseException:
-        scratch_path.unlink(missing_ok=True)
+        Path(scratch.name).unlink(missing_ok=True)
         raise
 
 
