@@ -11,7 +11,11 @@ from xscore.recipes.default_model import Recipe
 from xscore.recipes.default_model.data import TrainGroup
 from xscore.recipes.default_model.evaluate import bm25_scorer, evaluate_ranking, load_everyday_set
 from xscore.recipes.default_model.train import _batched_order
-from xscore.recipes.default_model.wordnet import load_wordnet_docs, parse_data_line
+from xscore.recipes.default_model.wordnet import (
+    load_dominant_sense_docs,
+    load_wordnet_docs,
+    parse_data_line,
+)
 
 # Lines in WordNet 3.0's data.* format: offset, lexicographer file, part, word count (hex),
 # words with lex ids, pointers, then "| gloss" (definition; "examples").
@@ -23,6 +27,8 @@ DATA_NOUN = """\
 09213565 17 n 01 bank 1 000 | sloping land (especially the slope beside a body of water)
 09999990 18 n 01 Lysander 0 000 | a Spartan naval commander who won the final battle of the war
 09999991 17 n 01 rill 0 000 | a small stream of water flowing through land
+15228787 28 n 01 spring 0 000 | the season of growth between winter and summer
+09436708 17 n 01 spring 1 000 | a natural flow of ground water from the earth
 """
 INDEX_NOUN = """\
   1 This software and database is being provided to you, the LICENSEE, by Princeton University
@@ -32,6 +38,16 @@ fording n 1 1 @ 1 1 00297657
 bank n 2 0 2 5 08420278 09213565
 lysander n 1 0 1 1 09999990
 rill n 1 0 1 0 09999991
+spring n 2 0 2 2 15228787 09436708
+"""
+# Sense-tagged counts (lemma%type:file:lexid::, sense number, count): people mean the financial
+# bank 9 times in 10; spring's two senses are used alike.
+CNTLIST = """\
+bank%1:14:00:: 1 9
+bank%1:17:01:: 2 1
+river%1:17:00:: 1 3
+spring%1:28:00:: 1 3
+spring%1:17:00:: 2 3
 """
 
 
@@ -39,6 +55,7 @@ rill n 1 0 1 0 09999991
 def wordnet_dir(tmp_path: Path) -> Path:
     (tmp_path / "data.noun").write_text(DATA_NOUN)
     (tmp_path / "index.noun").write_text(INDEX_NOUN)
+    (tmp_path / "cntlist.rev").write_text(CNTLIST)
     for part in ("verb", "adj", "adv"):
         (tmp_path / f"data.{part}").write_text("")
         (tmp_path / f"index.{part}").write_text("")
@@ -62,6 +79,37 @@ def test_only_common_one_sense_words_become_questions_answered_by_their_definiti
     # the definition alone: the example would repeat the word, as the traps do
     assert river.passage == "A large natural stream of water (larger than a creek)."
     assert load_wordnet_docs(wordnet_dir) == list(docs.values())  # deterministic, sorted
+
+
+def test_a_many_sense_word_asks_for_its_first_sense_only_where_people_mean_that_one(wordnet_dir) -> None:
+    docs, other_senses = load_dominant_sense_docs(wordnet_dir)
+    # spring's senses are used alike: its question has no one answer; one-sense words are not here
+    assert [doc.group for doc in docs] == ["wordnet:bank"]
+    assert "bank" in docs[0].summary
+    assert docs[0].passage.startswith("A financial institution that accepts deposits")
+    assert other_senses == {"wordnet:bank": frozenset({"Sloping land (especially the slope beside a body of water)."})}
+
+
+def test_a_negative_is_never_a_right_answer_another_sense_or_a_synonyms_definition() -> None:
+    from xscore.recipes.default_model.data import Doc, make_train_groups
+
+    land = "Sloping land beside the bank of a river."
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", query, passage) for word, query, passage in [
+        ("bank", "what is a bank", "A financial institution that takes deposits."),
+        ("riverbank", "what is a riverbank", land),
+        ("teller", "what is a teller", "An employee of a bank who takes deposits."),
+        ("ford", "what is a ford", "The act of crossing a river by wading."),
+        ("fording", "what is a fording", "The act of crossing a river by wading."),
+        ("vault", "what is a vault", "A strongroom in a bank where money is kept."),
+        ("anvil", "what is an anvil", "A heavy block of iron for forging.")]]
+    plain = {g.query: g for g in make_train_groups(docs, len(docs), 3, seed=1)}
+    assert land in plain["what is a bank"].negatives  # BM25 finds the word in the other sense
+    groups = {g.query: g for g in make_train_groups(docs, len(docs), 3, seed=1,
+                                                   also_right={"wordnet:bank": frozenset({land})})}
+    assert land not in groups["what is a bank"].negatives
+    assert len(groups["what is a bank"].negatives) == 3
+    for group in groups.values():  # ford and fording share a definition: never each other's negative
+        assert group.positive not in group.negatives
 
 
 def test_a_trained_synonym_never_carries_a_held_out_words_definition(wordnet_dir) -> None:
@@ -138,9 +186,14 @@ def test_validation_text_is_neither_trained_on_nor_evaluated(wordnet_dir) -> Non
     assert len(sample) == 3 and sample == validation_pools(heldout, set(), [], heldout, 3, seed=0)[1]
 
 
-def test_rare_training_words_avoid_the_validation_pool_and_every_common_definition() -> None:
+def test_rare_and_many_sense_training_words_avoid_the_validation_pool() -> None:
     from xscore.recipes.default_model.data import Doc
-    from xscore.recipes.default_model.validation import RARE_WORD_POOL, rare_training_words, validation_pools
+    from xscore.recipes.default_model.validation import (
+        RARE_WORD_POOL,
+        dominant_sense_training_words,
+        rare_training_words,
+        validation_pools,
+    )
 
     def word(n: int, passage: str | None = None) -> Doc:
         return Doc(f"wordnet:w{n}", f"wordnet:w{n}", f"define w{n}", passage or f"definition number {n}")
@@ -156,6 +209,11 @@ def test_rare_training_words_avoid_the_validation_pool_and_every_common_definiti
     assert trained == rare_training_words(common, rare, 10_000, seed=7)
     assert rare_training_words(common, rare, 5, seed=7) == rare_training_words(common, rare, 5, seed=7)
     assert len(rare_training_words(common, rare, 5, seed=7)) == 5
+    # a many-sense word whose first sense is a validation word's definition is out too
+    dominant = [word(200_000 + n) for n in range(20)] + [word(300_000, pool[0].passage)]
+    first_senses = dominant_sense_training_words(common, rare, dominant, 10_000, seed=7)
+    assert first_senses == dominant[:20]
+    assert len(dominant_sense_training_words(common, rare, dominant, 5, seed=7)) == 5
 
 
 def test_the_chosen_weight_has_the_largest_worst_margin_over_the_bi_encoder() -> None:
@@ -192,6 +250,57 @@ def test_a_training_step_holds_groups_of_one_length_class_in_a_seeded_order() ->
         assert len({len(groups[index].positive) < 400 for index in step}) == 1
     assert order == _batched_order(groups, recipe)
     assert order != _batched_order(groups, dataclasses.replace(recipe, seed=recipe.seed + 1))
+
+
+def test_an_unlabelled_group_is_learnt_from_the_teacher_alone() -> None:
+    pytest.importorskip("torch")  # the recipe's extra
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from xscore.recipes.default_model import base_model_dir
+    from xscore.recipes.default_model.train import _group_loss
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
+    model = BertForSequenceClassification.from_pretrained(base_model_dir(), num_labels=1).eval()
+    labelled = TrainGroup("what is a river", "A large natural stream of water.", ["A heavy block of iron."],
+                          teacher=[0.8, 0.1])
+    neighbours = TrainGroup("what is a creek", "A natural stream smaller than a brook.",
+                            ["A large natural stream of water."], teacher=[0.9, 0.7], labelled=False)
+    no_teacher = dataclasses.replace(Recipe(), distill_weight=0.0)
+    with torch.no_grad():
+        alone = _group_loss(model, tokenizer, [labelled], no_teacher)
+        mixed = _group_loss(model, tokenizer, [labelled, neighbours], no_teacher)
+        assert float(mixed) == pytest.approx(float(alone), abs=1e-5)  # no label on the neighbours
+        assert float(_group_loss(model, tokenizer, [neighbours], no_teacher)) == 0.0
+        assert float(_group_loss(model, tokenizer, [neighbours], Recipe())) > 0.0  # the teacher's term
+
+
+def test_neighbour_groups_are_the_bi_encoders_nearest_other_definitions() -> None:
+    import numpy as np
+
+    from xscore.recipes.default_model.data import Doc, make_neighbour_groups
+
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
+        ("river", "stream water large"), ("creek", "stream water small"), ("ford", "stream water small"),
+        ("anvil", "iron block"), ("tulip", "flower bulb")]]
+    axes = {"stream": 0, "water": 0, "river": 0, "creek": 0, "ford": 0, "iron": 1, "anvil": 1,
+            "flower": 2, "tulip": 2, "bulb": 2, "block": 1, "large": 3, "small": 3}
+
+    def embed(texts):
+        rows = np.zeros((len(texts), 4), dtype=np.float32)
+        for n, text in enumerate(texts):
+            for word in text.split():
+                if word in axes:
+                    rows[n, axes[word]] += 1
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    groups = {g.query: g for g in make_neighbour_groups(docs, len(docs), 2, seed=0, embed=embed)}
+    creek = groups["what is a creek"]
+    assert not creek.labelled and creek.positive == "stream water small"
+    # ford shares creek's definition: never its negative; river is the nearest other meaning
+    assert creek.negatives[0] == "stream water large" and "stream water small" not in creek.negatives
+    assert len(creek.teacher) == 3 and creek.teacher[0] >= creek.teacher[1] >= creek.teacher[2]
 
 
 def test_the_shipped_default_answers_everyday_questions_as_often_as_its_bi_encoder_and_as_its_card_says() -> None:

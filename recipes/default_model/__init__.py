@@ -33,12 +33,19 @@ from xscore.recipes.default_model.evaluate import (
     metrics_table,
 )
 from xscore.recipes.default_model.train import Recipe
-from xscore.recipes.default_model.validation import rare_training_words
+from xscore.recipes.default_model.validation import (
+    dominant_sense_training_words,
+    rare_training_words,
+)
 from xscore.recipes.default_model.wordnet import LICENSE as WORDNET_LICENSE
 from xscore.recipes.default_model.wordnet import PACKAGE as WORDNET_PACKAGE
 from xscore.recipes.default_model.wordnet import VERSION as WORDNET_VERSION
 from xscore.recipes.default_model.wordnet import data_hashes as wordnet_hashes
-from xscore.recipes.default_model.wordnet import fetch_wordnet, load_wordnet_docs
+from xscore.recipes.default_model.wordnet import (
+    fetch_wordnet,
+    load_dominant_sense_docs,
+    load_wordnet_docs,
+)
 from xscore.service.models.defaultmodel import (
     ARTIFACT_DIR,
     CARD_FILE,
@@ -114,8 +121,14 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
 
     from xscore.recipes.default_model import data as D
     from xscore.recipes.default_model.evaluate import BiEncoder, save_eval_set
-    from xscore.recipes.default_model.train import interpolate_with_base, shipped_state, train_cross_encoder
+    from xscore.recipes.default_model.train import (
+        interpolate_with_base,
+        shipped_state,
+        train_cross_encoder,
+    )
 
+    if recipe.wordnet_neighbour_distill_queries and not recipe.distill_weight:
+        raise ValueError("the neighbour groups are learnt from the bi-encoder alone: they need distill_weight > 0")
     started = time.perf_counter()
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -128,20 +141,27 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     words = load_wordnet_docs(wordnet)
     train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
     train_words = D.without_heldout_passages(train_words, heldout_words)
-    rare_words = rare_training_words(words, load_wordnet_docs(wordnet, tagged=False),
-                                     recipe.wordnet_rare_train_queries, recipe.seed)
+    untagged = load_wordnet_docs(wordnet, tagged=False)
+    rare_words = rare_training_words(words, untagged, recipe.wordnet_rare_train_queries, recipe.seed)
+    dominant, other_senses = load_dominant_sense_docs(wordnet)
+    dominant_words = dominant_sense_training_words(words, untagged, D.without_heldout_passages(dominant, heldout_words),
+                                                   recipe.wordnet_dominant_sense_train_queries, recipe.seed)
     torch.set_num_threads(recipe.threads)
     base = base_model_dir()
     embed = BiEncoder(base).embed
     teacher = embed if recipe.distill_weight else None
     _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out; "
                     f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out; "
-                    f"{len(rare_words)} rare words train")
+                    f"{len(rare_words)} rare words and {len(dominant_words)} first senses of many-sense words train")
     groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed, embed=teacher)
-    groups += D.make_train_groups([*train_words, *rare_words], recipe.wordnet_train_queries + len(rare_words),
-                                  recipe.negatives,
-                                  recipe.seed + 2, embed=teacher,
-                                  dense=embed if recipe.wordnet_dense_negatives else None)
+    wordnet_train = [*train_words, *rare_words, *dominant_words]
+    groups += D.make_train_groups(wordnet_train, recipe.wordnet_train_queries + len(rare_words) + len(dominant_words),
+                                  recipe.negatives, recipe.seed + 2, embed=teacher,
+                                  dense=embed if recipe.wordnet_dense_negatives else None,
+                                  also_right=other_senses if dominant_words else None)
+    if recipe.wordnet_neighbour_distill_queries:
+        groups += D.make_neighbour_groups(wordnet_train, recipe.wordnet_neighbour_distill_queries, recipe.negatives,
+                                          recipe.seed + 3, embed, also_right=other_senses)
     eval_set = D.make_eval_set(heldout, docs, recipe.eval_queries, recipe.eval_candidates,
                                recipe.seed, embed=embed)
     wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,
@@ -153,13 +173,12 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     save_eval_set(wordnet_eval, dest_dir / WORDNET_EVAL_FILE)
     card = _card(recipe, base, translation, docs, train_docs, heldout, eval_set, dest_dir)
     card["data"] = {"debian": card["data"], "wordnet": {
-        "source": f"WordNet 3.0 (Debian package {WORDNET_PACKAGE} {WORDNET_VERSION}): common one-sense "
-                  "words (tagged at least once in its sense-tagged corpus) and, for training only, a "
-                  "sample of the untagged ones outside the validation pool; query 'what is <word>' "
-                  "and the like, passage its definition",
+        "source": _wordnet_source(recipe),
         "license": WORDNET_LICENSE, "sha256": wordnet_hashes(wordnet), "words_used": len(words),
         "train_words": len(train_words), "heldout_words": len(heldout_words),
         "train_queries": recipe.wordnet_train_queries, "rare_train_words": len(rare_words),
+        "dominant_sense_train_words": len(dominant_words),
+        "neighbour_distill_queries": recipe.wordnet_neighbour_distill_queries,
         "eval_queries": len(wordnet_eval),
         "eval_candidates_per_query": recipe.eval_candidates},
         "everyday": {"source": "hand-written everyday questions, each with its answer and four "
@@ -178,6 +197,19 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
         for set_name, rows in card["metrics"].items():
             _note(progress, f"{set_name}\n{metrics_table(rows)}")
     return dest_dir
+
+
+def _wordnet_source(recipe: Recipe) -> str:
+    parts = [f"WordNet 3.0 (Debian package {WORDNET_PACKAGE} {WORDNET_VERSION}): common one-sense words (tagged "
+             "at least once in its sense-tagged corpus) and, for training only, a sample of the untagged ones "
+             "outside the validation pool"]
+    if recipe.wordnet_dominant_sense_train_queries:
+        parts.append("the first sense of many-sense words whose sense tags say people mean it")
+    text = ", ".join(parts) + "; query 'what is <word>' and the like, passage its definition"
+    if recipe.wordnet_neighbour_distill_queries:
+        text += (f"; {recipe.wordnet_neighbour_distill_queries:,} train words also with the bi-encoder's nearest "
+                 "definitions, learnt from its cosines alone")
+    return text
 
 
 def _data_cache() -> Path:

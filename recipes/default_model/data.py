@@ -17,7 +17,7 @@ import random
 import re
 import subprocess
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,8 @@ class TrainGroup:
     positive: str
     negatives: list[str]
     teacher: list[float] = field(default_factory=list)  # bi-encoder cosine for [positive, *negatives]
+    # False: only the teacher's distribution is learnt (its negatives may be right answers too)
+    labelled: bool = True
 
 
 @dataclass(slots=True)
@@ -239,39 +241,78 @@ def _interleave(*lists: Iterable[int]) -> list[int]:
 
 # ----------------------------------------------------------------------------- train groups
 
+_SPARE_HITS = 8
+
 
 def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, seed: int,
-                      embed: Embed | None = None, dense: Embed | None = None) -> list[TrainGroup]:
+                      embed: Embed | None = None, dense: Embed | None = None,
+                      also_right: Mapping[str, frozenset[str]] | None = None) -> list[TrainGroup]:
     """One group per sampled query: its passage plus siblings and BM25 negatives.
 
     Half the negatives are siblings where a package has them (they teach the fine
     distinctions: '-data', '-doc', '-dev'), the rest BM25 top hits (lexical traps). With
     `dense`, half are instead the bi-encoder's nearest passages (semantic near-misses: the
     definition of a neighbouring word), interleaved with the BM25 hits. With `embed`, the
-    bi-encoder's cosines are attached as a soft distillation target.
+    bi-encoder's cosines are attached as a soft distillation target. With `also_right`, a
+    negative is never the query's own passage (synonyms share a definition) nor one of
+    `also_right[doc.group]` (the other senses of a word); without it, never the query's own doc
+    (recipe 4 as it was built).
     """
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(docs)), min(n_queries, len(docs))))
     index = sibling_index(docs)
     bm25 = Bm25([d.passage for d in docs])
-    hits = bm25.top([docs[i].summary for i in picked], k=n_negatives + 1)
+    # spare hits for the ones that are right answers after all
+    spare = _SPARE_HITS if also_right is not None else 0
+    hits = bm25.top([docs[i].summary for i in picked], k=n_negatives + 1 + spare)
     near = _nearest(dense, docs, picked, n_negatives + 1) if dense is not None else None
     groups: list[TrainGroup] = []
     for row, i in enumerate(picked):
-        sib = siblings(i, docs, index)
+        wrong = _wrong_answers(docs, i, also_right)
+
+        sib = [j for j in siblings(i, docs, index) if wrong(j)]
         rng.shuffle(sib)
-        lexical = [int(j) for j in hits[row] if int(j) != i]
+        lexical = [int(j) for j in hits[row] if wrong(int(j))]
         if near is not None:
-            lexical = _interleave([j for j in near[row] if j != i], lexical)
+            lexical = _interleave([j for j in near[row] if wrong(j)], lexical)
         chosen = list(dict.fromkeys(sib[: n_negatives // 2] + lexical))[:n_negatives]
         while len(chosen) < n_negatives:  # pad with random passages (rare: tiny corpora)
             j = rng.randrange(len(docs))
-            if j != i and j not in chosen:
+            if wrong(j) and j not in chosen:
                 chosen.append(j)
         groups.append(TrainGroup(docs[i].summary, docs[i].passage,
                                  [docs[j].passage for j in chosen]))
     if embed is not None:
         attach_teacher(groups, embed)
+    return groups
+
+
+def _wrong_answers(docs: Sequence[Doc], i: int,
+                   also_right: Mapping[str, frozenset[str]] | None) -> Callable[[int], bool]:
+    """Whether docs[j] may be a negative of docs[i]'s query."""
+    if also_right is None:
+        return lambda j: j != i
+    right = {docs[i].passage, *also_right.get(docs[i].group, ())}
+    return lambda j: docs[j].passage not in right
+
+
+def make_neighbour_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, seed: int, embed: Embed,
+                          also_right: Mapping[str, frozenset[str]] | None = None) -> list[TrainGroup]:
+    """One unlabelled group per sampled query: its passage and the bi-encoder's nearest other
+    passages, with the bi-encoder's cosines as the only target. Near neighbours are often right
+    answers too (a neighbouring word's definition), so no label says they are wrong; what the
+    student learns from them is how the bi-encoder orders close meanings, which BM25's traps
+    never show it."""
+    rng = random.Random(seed)
+    picked = sorted(rng.sample(range(len(docs)), min(n_queries, len(docs))))
+    near = _nearest(embed, docs, picked, n_negatives + 1 + _SPARE_HITS)
+    groups = []
+    for row, i in enumerate(picked):
+        wrong = _wrong_answers(docs, i, also_right if also_right is not None else {})
+        others = [j for j in near[row] if wrong(j)][:n_negatives]
+        groups.append(TrainGroup(docs[i].summary, docs[i].passage, [docs[j].passage for j in others],
+                                 labelled=False))
+    attach_teacher(groups, embed)
     return groups
 
 

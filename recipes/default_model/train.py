@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Recipe:
-    version: str = "4"
+    version: str = "5"
     seed: int = 20261125
     threads: int = 2  # float sums depend on the thread split: fix it for reproducibility
     eval_percent: float = 3.0  # of Debian source groups, hashed
@@ -44,8 +44,17 @@ class Recipe:
     wordnet_train_queries: int = 6614
     # one-sense words the sense-tagged corpus never saw (63,549, none from the validation pool):
     # recipe 3 with the common words alone stayed 0.03 MRR@10 below the bi-encoder on WordNet,
-    # and going from 2,400 to 6,614 words had gained 0.058
+    # and going from 2,400 to 6,614 words had gained 0.058; recipe 4's 3,000 gained 0.004
     wordnet_rare_train_queries: int = 3000
+    # the first sense of a word of several senses where people mean that one (sense tags: 75% of
+    # its uses), its other senses never its negatives (3,144 of them: 3,210 less 66 that share a
+    # held-out or validation definition). Tried in place of 1,500 rare words, it lost on every
+    # set (torch fp32 MRR@10: WordNet 0.536, Debian 0.710, everyday 0.861): off
+    wordnet_dominant_sense_train_queries: int = 0
+    # WordNet train words whose group is the bi-encoder's nearest definitions, learnt from its
+    # cosines alone (data.make_neighbour_groups): the evaluation's candidates are half the
+    # bi-encoder's near misses, which BM25's traps never show the student
+    wordnet_neighbour_distill_queries: int = 4000
     # the bi-encoder's near-misses beside the BM25 traps: tried with 4,000 WordNet and 1,200 Debian
     # queries, it lost on WordNet (MRR@10 0.456 against 0.503) and the everyday questions (top-1
     # 12/24 against 18/24): a neighbouring word's definition is often a right answer too
@@ -140,11 +149,15 @@ def _group_loss(model: BertForSequenceClassification, tokenizer, chunk: Sequence
     batch = tokenizer(queries, passages, truncation="only_second", max_length=recipe.max_length,
                       padding=True, return_tensors="pt")
     logits = model(**batch).logits.view(len(chunk), width)
-    labels = torch.zeros_like(logits)
-    labels[:, 0] = 1.0
-    listwise = F.cross_entropy(logits, torch.zeros(len(chunk), dtype=torch.long))
-    pointwise = F.binary_cross_entropy_with_logits(logits, labels)
-    loss = listwise + recipe.bce_weight * pointwise
+    # unlabelled groups (the bi-encoder's neighbours) are learnt from the teacher alone
+    labelled = logits if all(g.labelled for g in chunk) else logits[[g.labelled for g in chunk]]
+    loss = logits.new_zeros(())
+    if len(labelled):
+        labels = torch.zeros_like(labelled)
+        labels[:, 0] = 1.0
+        listwise = F.cross_entropy(labelled, torch.zeros(len(labelled), dtype=torch.long))
+        pointwise = F.binary_cross_entropy_with_logits(labelled, labels)
+        loss = listwise + recipe.bce_weight * pointwise
     if recipe.distill_weight and all(g.teacher for g in chunk):
         teacher = torch.tensor([g.teacher for g in chunk]) / recipe.teacher_temperature
         loss = loss + recipe.distill_weight * F.kl_div(

@@ -57,6 +57,17 @@ def rare_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc], 
     return [free[i] for i in sorted(picked)]
 
 
+def dominant_sense_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc],
+                                  dominant: Sequence[Doc], count: int, seed: int) -> list[Doc]:
+    """A seeded sample of `count` first senses of many-sense words to train on, none sharing a
+    definition with a validation pool word (`validation_pools` with the same seed), in a fixed order."""
+    _, pool = validation_pools([], set(), common_words, rare_words, RARE_WORD_POOL, seed + 20)
+    banned = {doc.passage for doc in pool}
+    free = [doc for doc in dominant if doc.passage not in banned]
+    picked = random.Random(seed + 40).sample(range(len(free)), min(count, len(free)))
+    return [free[i] for i in sorted(picked)]
+
+
 def validation_sets(recipe: Recipe, embed: Embed, queries: int, data_dir: Path | None = None,
                     artifact_dir: Path | None = None) -> dict[str, list[EvalQuery]]:
     """The Debian and WordNet validation sets: `queries` each, `recipe.eval_candidates` candidates

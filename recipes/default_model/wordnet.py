@@ -27,6 +27,11 @@ LICENSE = ("WordNet 3.0 license (Princeton University): use, copy, modify and di
            "purpose without fee, with its copyright notice and disclaimer")
 PARTS = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 MIN_DEFINITION_WORDS = 5
+# A word of several senses asks for its first one only when people mean that one: of its
+# sense-tagged occurrences (every part of speech), at least this share and this many are of it.
+DOMINANT_SHARE = 0.75
+DOMINANT_MIN_TAGS = 2
+_SENSE_TYPES = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}  # a sense key's synset type
 # The question forms of a "what is it" query; one per word, chosen by a content hash.
 TEMPLATES = ("what is {a} {word}", "what does {word} mean", "meaning of {word}", "define {word}",
              "{word} definition", "what is meant by {word}")
@@ -87,10 +92,8 @@ def _tag_counts(database: Path) -> dict[str, int]:
     return counts
 
 
-def load_wordnet_docs(database: Path, tagged: bool = True) -> list[Doc]:
-    """One Doc per common one-sense word: group and package are the word, the summary is a question
-    asking what it is, the passage its definition. With tagged=False, the one-sense words the
-    sense-tagged corpus never saw instead: rarer words, never trained on (the validation text)."""
+def _read_synsets(database: Path) -> tuple[dict[str, set[str]], dict[str, tuple[str, str, list[str]]], set[str]]:
+    """(word -> its synsets, synset -> (part, definition, examples), the words that are names)."""
     synsets_of: dict[str, set[str]] = defaultdict(set)
     entries: dict[str, tuple[str, str, list[str]]] = {}
     named: set[str] = set()
@@ -105,21 +108,87 @@ def load_wordnet_docs(database: Path, tagged: bool = True) -> list[Doc]:
                 synsets_of[_word(word).lower()].add(synset)
                 if not word.islower():
                     named.add(_word(word).lower())  # a name (Lysander, Paris): not a word to define
+    return synsets_of, entries, named
+
+
+def _is_definable(word: str, named: set[str]) -> bool:
+    return word not in named and re.fullmatch(r"[a-z][a-z '-]*[a-z]", word) is not None
+
+
+def _passage(definition: str) -> str:
+    # the definition alone: the examples use the word itself, which would make the right answer
+    # a lexical match like the traps
+    return definition[0].upper() + definition[1:] + "."
+
+
+def load_wordnet_docs(database: Path, tagged: bool = True) -> list[Doc]:
+    """One Doc per common one-sense word: group and package are the word, the summary is a question
+    asking what it is, the passage its definition. With tagged=False, the one-sense words the
+    sense-tagged corpus never saw instead: rarer words, never trained on (the validation text)."""
+    synsets_of, entries, named = _read_synsets(database)
     counts = _tag_counts(database)
     docs = []
     for word, synsets in sorted(synsets_of.items()):
-        if len(synsets) != 1 or word in named or not re.fullmatch(r"[a-z][a-z '-]*[a-z]", word):
+        if len(synsets) != 1 or not _is_definable(word, named):
             continue
         if (counts.get(word.replace(" ", "_"), 0) >= 1) != tagged:
             continue
         part, definition, _examples = entries[next(iter(synsets))]
         if len(definition.split()) < MIN_DEFINITION_WORDS:
             continue
-        # the definition alone: the examples use the word itself, which would make the right
-        # answer a lexical match like the traps
-        passage = definition[0].upper() + definition[1:] + "."
-        docs.append(Doc(f"wordnet:{word}", f"wordnet:{word}", _question(word, part), passage))
+        docs.append(Doc(f"wordnet:{word}", f"wordnet:{word}", _question(word, part), _passage(definition)))
     return docs
+
+
+def load_dominant_sense_docs(database: Path) -> tuple[list[Doc], dict[str, frozenset[str]]]:
+    """One Doc per word of several senses whose first sense is the one people mean (the sense
+    tags, `cntlist.rev`: DOMINANT_SHARE of its tagged uses and DOMINANT_MIN_TAGS of them): the
+    question asks what it is, the passage that sense's definition. Beside them, for each Doc's
+    group, the definitions of its other senses: right answers too, never to be its negatives."""
+    synsets_of, entries, named = _read_synsets(database)
+    first_sense = _first_senses(database)
+    tags: dict[str, dict[tuple[str, int], int]] = defaultdict(lambda: defaultdict(int))
+    for line in (database / "cntlist.rev").read_text(encoding="utf-8").splitlines():
+        key, sense, count = line.split()
+        lemma, _, lex = key.partition("%")
+        tags[lemma][(_SENSE_TYPES[lex[0]], int(sense))] += int(count)
+    docs: list[Doc] = []
+    other_senses: dict[str, frozenset[str]] = {}
+    for word, synsets in sorted(synsets_of.items()):
+        lemma = word.replace(" ", "_")
+        if len(synsets) < 2 or not _is_definable(word, named) or lemma not in tags:
+            continue
+        uses = tags[lemma]
+        (part, sense), top = max(sorted(uses.items()), key=lambda item: item[1])
+        if sense != 1 or top < DOMINANT_MIN_TAGS or top < DOMINANT_SHARE * sum(uses.values()):
+            continue
+        synset = first_sense.get((lemma, part), "")
+        if part == "a" and synset not in synsets:
+            synset = synset[:-1] + "s"  # an adjective satellite's synset
+        if synset not in synsets:
+            continue
+        definition = entries[synset][1]
+        if len(definition.split()) < MIN_DEFINITION_WORDS:
+            continue
+        group = f"wordnet:{word}"
+        docs.append(Doc(group, group, _question(word, part), _passage(definition)))
+        other_senses[group] = frozenset(_passage(entries[s][1]) for s in synsets if s != synset)
+    return docs, other_senses
+
+
+def _first_senses(database: Path) -> dict[tuple[str, str], str]:
+    """(lemma, part) -> the synset of its first (most frequent) sense, from the index.* files,
+    which list a lemma's synsets in the order of their tag counts."""
+    first: dict[tuple[str, str], str] = {}
+    for name, part in PARTS.items():
+        for line in (database / f"index.{name}").read_text(encoding="utf-8").splitlines():
+            if line.startswith(" "):
+                continue
+            fields = line.split()
+            synset_count, pointers = int(fields[2]), int(fields[3])
+            offsets = fields[6 + pointers:6 + pointers + synset_count]
+            first[(fields[0], part)] = f"{offsets[0]}{part}"
+    return first
 
 
 def _question(word: str, part: str) -> str:
