@@ -143,9 +143,13 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     train_words = D.without_heldout_passages(train_words, heldout_words)
     untagged = load_wordnet_docs(wordnet, tagged=False)
     rare_words = rare_training_words(words, untagged, recipe.wordnet_rare_train_queries, recipe.seed)
-    dominant, other_senses = load_dominant_sense_docs(wordnet)
-    dominant_words = dominant_sense_training_words(words, untagged, D.without_heldout_passages(dominant, heldout_words),
-                                                   recipe.wordnet_dominant_sense_train_queries, recipe.seed)
+    dominant_words: list[D.Doc] = []
+    other_senses: dict[str, frozenset[str]] = {}
+    if recipe.wordnet_dominant_sense_train_queries:
+        dominant, other_senses = load_dominant_sense_docs(wordnet)
+        dominant_words = dominant_sense_training_words(
+            words, untagged, D.without_heldout_passages(dominant, heldout_words),
+            recipe.wordnet_dominant_sense_train_queries, recipe.seed)
     torch.set_num_threads(recipe.threads)
     base = base_model_dir()
     embed = BiEncoder(base).embed

@@ -269,7 +269,6 @@ def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, see
     groups: list[TrainGroup] = []
     for row, i in enumerate(picked):
         wrong = _wrong_answers(docs, i, also_right)
-
         sib = [j for j in siblings(i, docs, index) if wrong(j)]
         rng.shuffle(sib)
         lexical = [int(j) for j in hits[row] if wrong(int(j))]
@@ -308,7 +307,7 @@ def make_neighbour_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int,
     near = _nearest(embed, docs, picked, n_negatives + 1 + _SPARE_HITS)
     groups = []
     for row, i in enumerate(picked):
-        wrong = _wrong_answers(docs, i, also_right if also_right is not None else {})
+        wrong = _wrong_answers(docs, i, also_right or {})  # by passage: synonyms share one
         others = [j for j in near[row] if wrong(j)][:n_negatives]
         groups.append(TrainGroup(docs[i].summary, docs[i].passage, [docs[j].passage for j in others],
                                  labelled=False))

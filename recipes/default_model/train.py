@@ -149,7 +149,8 @@ def _group_loss(model: BertForSequenceClassification, tokenizer, chunk: Sequence
     batch = tokenizer(queries, passages, truncation="only_second", max_length=recipe.max_length,
                       padding=True, return_tensors="pt")
     logits = model(**batch).logits.view(len(chunk), width)
-    # unlabelled groups (the bi-encoder's neighbours) are learnt from the teacher alone
+    # unlabelled groups (the bi-encoder's neighbours) are learnt from the teacher alone; steps of
+    # labelled groups only are not indexed, so recipe 4's build stays bit for bit as it was
     labelled = logits if all(g.labelled for g in chunk) else logits[[g.labelled for g in chunk]]
     loss = logits.new_zeros(())
     if len(labelled):

@@ -40,9 +40,13 @@ def validation_pools(heldout: Sequence[Doc], evaluated_queries: set[str], common
     words whose definition is no common word's), each in a fixed order."""
     debian = [doc for doc in heldout if doc.summary not in evaluated_queries]
     known = {doc.passage for doc in common_words}
-    unseen = [doc for doc in rare_words if doc.passage not in known]
-    picked = random.Random(seed).sample(range(len(unseen)), min(pool, len(unseen)))
-    return debian, [unseen[i] for i in sorted(picked)]
+    return debian, _seeded_sample([doc for doc in rare_words if doc.passage not in known], pool, seed)
+
+
+def _seeded_sample(docs: Sequence[Doc], count: int, seed: int) -> list[Doc]:
+    """`count` of docs (all where fewer), drawn with seed, in their own order."""
+    picked = random.Random(seed).sample(range(len(docs)), min(count, len(docs)))
+    return [docs[i] for i in sorted(picked)]
 
 
 def rare_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc], count: int,
@@ -52,9 +56,7 @@ def rare_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc], 
     any common word (a synonym of an evaluated word would teach its answer), in a fixed order."""
     _, pool = validation_pools([], set(), common_words, rare_words, RARE_WORD_POOL, seed + 20)
     banned = {doc.passage for doc in pool} | {doc.passage for doc in common_words}
-    free = [doc for doc in rare_words if doc.passage not in banned]
-    picked = random.Random(seed + 30).sample(range(len(free)), min(count, len(free)))
-    return [free[i] for i in sorted(picked)]
+    return _seeded_sample([doc for doc in rare_words if doc.passage not in banned], count, seed + 30)
 
 
 def dominant_sense_training_words(common_words: Sequence[Doc], rare_words: Sequence[Doc],
@@ -63,9 +65,7 @@ def dominant_sense_training_words(common_words: Sequence[Doc], rare_words: Seque
     definition with a validation pool word (`validation_pools` with the same seed), in a fixed order."""
     _, pool = validation_pools([], set(), common_words, rare_words, RARE_WORD_POOL, seed + 20)
     banned = {doc.passage for doc in pool}
-    free = [doc for doc in dominant if doc.passage not in banned]
-    picked = random.Random(seed + 40).sample(range(len(free)), min(count, len(free)))
-    return [free[i] for i in sorted(picked)]
+    return _seeded_sample([doc for doc in dominant if doc.passage not in banned], count, seed + 40)
 
 
 def validation_sets(recipe: Recipe, embed: Embed, queries: int, data_dir: Path | None = None,
