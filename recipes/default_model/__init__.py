@@ -32,6 +32,7 @@ from xscore.recipes.default_model.evaluate import (
     load_everyday_set,
     metrics_table,
 )
+from xscore.recipes.default_model.ranking_set import make_ranking_set
 from xscore.recipes.default_model.train import Recipe
 from xscore.recipes.default_model.validation import (
     dominant_sense_training_words,
@@ -190,6 +191,9 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
                      "license": "Apache-2.0, as this repository", "queries": len(load_everyday_set())}}
     card["eval_set"]["wordnet"] = {"file": WORDNET_EVAL_FILE,
                                    "sha256": sha256_file(dest_dir / WORDNET_EVAL_FILE)}
+    (dest_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    make_ranking_set(dest_dir, recipe, embed, cache)  # needs the card: it materializes the weights
+    card = json.loads((dest_dir / CARD_FILE).read_text())
     card["build_seconds"] = round(time.perf_counter() - started, 1)
     (dest_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     if evaluate:

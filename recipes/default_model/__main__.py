@@ -1,4 +1,4 @@
-"""`python -m xscore.recipes.default_model build|evaluate|choose-interpolation|materialize|vendor-base` (the model card is in README.md, "The default model")."""
+"""`python -m xscore.recipes.default_model build|evaluate|choose-interpolation|ranking-set|materialize|vendor-base` (the model card is in README.md, "The default model")."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     choose.add_argument("--queries", type=int, default=200, help="validation queries per set")
     choose.add_argument("--output", type=Path, default=Path("benchmarks/results"),
                         help="where default_model_interpolation.{json,md,png} go")
+    commands.add_parser("ranking-set", help="the labelled validation queries the export gates lossy variants on, "
+                        "with the shipped weights' torch logits, into the artifact")
     materialize = commands.add_parser("materialize", help="write a loadable model directory")
     materialize.add_argument("dest", type=Path)
     commands.add_parser("vendor-base", help="copy the base model's embeddings and tokenizer from "
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
               "\n\n".join(f"{name}\n{metrics_table(rows)}" for name, rows in results.items()))
     elif args.command == "choose-interpolation":
         print(choose_interpolation(args.alphas, args.queries, args.output))
+    elif args.command == "ranking-set":
+        print(ranking_set_for_shipped())
     elif args.command == "vendor-base":
         print(vendor_base())
         print(vendor_graph())
@@ -110,6 +114,14 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
         ""])
     (output / "default_model_interpolation.md").write_text(text)
     return text
+
+
+def ranking_set_for_shipped() -> Path:
+    from xscore.recipes.default_model import Recipe, base_model_dir
+    from xscore.recipes.default_model.evaluate import BiEncoder
+    from xscore.recipes.default_model.ranking_set import make_ranking_set
+
+    return make_ranking_set(ARTIFACT_DIR, Recipe(), BiEncoder(base_model_dir()).embed)
 
 
 def _served_variants(model_dir: Path | None, variants: list[str],

@@ -140,7 +140,7 @@ class TorchCrossEncoder:
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
         self.max_length, self.batch_size = max_length, batch_size
 
-    def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         out = np.empty(len(pairs), dtype=np.float32)
         with self._torch.inference_mode():
@@ -149,9 +149,11 @@ class TorchCrossEncoder:
                 batch = self.tokenizer([pairs[i][0] for i in ids], [pairs[i][1] for i in ids],
                                        truncation=True, max_length=self.max_length,
                                        padding=True, return_tensors="pt")
-                logits = self.model(**batch).logits[:, 0]
-                out[ids] = self._torch.sigmoid(logits).numpy()
+                out[ids] = self.model(**batch).logits[:, 0].numpy()
         return out
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        return self._torch.sigmoid(self._torch.from_numpy(self.logits(pairs))).numpy()
 
 
 def metrics_table(results: dict[str, dict[str, float]], k: int = 10) -> str:

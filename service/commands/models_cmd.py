@@ -47,7 +47,7 @@ def run_list(args: argparse.Namespace) -> int:
             if manifest is not None:
                 entries.append({"source": manifest.source, "variant": manifest.variant,
                                 "path": str(manifest_path.parent), "parity": manifest.parity,
-                                "ranking": manifest.ranking,
+                                "ranking": manifest.ranking, "ranking_own": manifest.ranking_own,
                                 "quantization_group_size": manifest.extra.get(GROUP_SIZE_FACT)})
         # a decision whose served export is gone (other library versions, a cleaned cache) is
         # history, not what auto serves: the next start decides again
@@ -76,6 +76,8 @@ def _describe(model: dict) -> str:
         if ranking:
             figures += (f"  ranking Spearman {ranking['spearman_mean']:.4f} (min {ranking['spearman_min']:.4f})"
                         f"  NDCG@10 {100 * ranking['ndcg10_ratio']:.2f}%")
+        for name, own in (entry.get("ranking_own") or {}).items():
+            figures += f"  {name} NDCG@10 {100 * own['ndcg10_ratio']:.2f}%"
         if entry.get("quantization_group_size"):
             figures += f"  groups of {entry['quantization_group_size']}"
         lines.append(f"  {entry['variant']:5}  {figures}  {entry['path']}")

@@ -35,7 +35,7 @@ from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
 from xscore.service.models.prompts import CONFIG_KEY as PROMPT_CONFIG_KEY
 from xscore.service.models.prompts import PromptProfile, prompt_profile
-from xscore.service.models.ranking import RANKING_SET_SHAPE, RankingCheck
+from xscore.service.models.ranking import RANKING_SET_SHAPE, OwnRankingCheck, RankingCheck, own_ranking_check
 from xscore.service.models.sources import (
     ModelSource,
     is_sequence_classifier,
@@ -144,9 +144,10 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
         bar.update()
         config = read_config(staging)
         activation = activation_from_config(config)
-        ranking = RankingCheck(staging / ONNX_NAME, tokenizer, activation) \
-            if any(row.gate.ranked for row in rows) else None
-        context = _BuildContext(source, staging, tokenizer, pairs, reference, config, activation, ranking,
+        ranked = any(row.gate.ranked for row in rows)
+        ranking = RankingCheck(staging / ONNX_NAME, tokenizer, activation) if ranked else None
+        own = _own_ranking_check(source, staging / ONNX_NAME, tokenizer, activation) if ranked else None
+        context = _BuildContext(source, staging, tokenizer, pairs, reference, config, activation, ranking, own,
                                 versions, started)
         for row, step in zip(rows, steps[2:]):
             bar.set_postfix_str(step)
@@ -171,6 +172,7 @@ class _BuildContext:
     config: dict
     activation: Activation
     ranking: RankingCheck | None
+    own: OwnRankingCheck | None  # the model's own labelled ranking set, where it carries one
     versions: dict[str, str]
     started: float
 
@@ -186,6 +188,10 @@ def _build_entry(row: Variant, entry: Path, context: _BuildContext) -> ExportRes
             extra, engine = _build_variant(row, context.staging / ONNX_NAME, scratch)
             scores = run_planned(engine.run, context.pairs, context.tokenizer.pad_id, PARITY_BATCH_TOKENS)
             ranked = context.ranking.measure(engine) if context.ranking is not None and row.gate.ranked else None
+            fidelity = measure(activation.raw(context.reference), activation.raw(scores))
+            # the model's own set costs the most pairs: only a variant the other bars pass is run on it
+            own = context.own.measure(engine) if context.own is not None and row.gate.ranked \
+                and not row.gate.failures(fidelity, ranked) else {}
         except Exception as exc:
             # any failure of one variant (a quantizer that cannot read the graph, no engine that
             # loads it) refuses that variant
@@ -193,14 +199,14 @@ def _build_entry(row: Variant, entry: Path, context: _BuildContext) -> ExportRes
             refusal = model_error(f"variant {row.name} of {source.spec} could not be built: {reason}")
             cache.record_refusal(entry, refusal.message, refusal.details)
             raise refusal from exc
-        fidelity = measure(activation.raw(context.reference), activation.raw(scores))
-        problems = row.gate.failures(fidelity, ranked)
+        problems = row.gate.failures(fidelity, ranked, own)
+        own_figures = {name: figures.as_dict() for name, figures in own.items()}
         if problems:
             refusal = model_error(
                 f"variant {row.name} of {source.spec} refused: {'; '.join(problems)} "
                 f"(probe pairs: {fidelity.pairs} against the PyTorch reference; ranking set: "
                 f"{RANKING_SET_SHAPE} against the fp32 export)",
-                parity=fidelity.as_dict(), ranking=ranked.as_dict() if ranked else {},
+                parity=fidelity.as_dict(), ranking=ranked.as_dict() if ranked else {}, ranking_own=own_figures,
             )
             cache.record_refusal(entry, refusal.message, refusal.details)
             raise refusal
@@ -208,8 +214,17 @@ def _build_entry(row: Variant, entry: Path, context: _BuildContext) -> ExportRes
                              activation.name, fidelity, context.versions, time.perf_counter() - context.started)
         manifest.extra = extra
         manifest.ranking = ranked.as_dict() if ranked else {}
+        manifest.ranking_own = own_figures
         manifest.write(scratch / MANIFEST_NAME)
     return ExportResult(row.name, entry, manifest, reused=False)
+
+
+def _own_ranking_check(source: ModelSource, fp32_onnx: Path, tokenizer: PairTokenizer,
+                       activation: Activation) -> OwnRankingCheck | None:
+    try:
+        return own_ranking_check(source.local_dir, fp32_onnx, tokenizer, activation)
+    except (ValueError, KeyError, OSError) as exc:
+        raise model_error(f"{source.spec}: its own ranking set cannot be read: {exc}") from exc
 
 
 def _manifest(source: ModelSource, variant: str, precision: str, directory: Path, tokenizer: PairTokenizer,

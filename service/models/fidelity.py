@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,20 +70,24 @@ def measure(reference: np.ndarray, candidate: np.ndarray) -> Fidelity:
 @dataclass(frozen=True, slots=True)
 class Gate:
     """The bar a variant must meet (each row of the variant table has one): on the probe pairs
-    against the PyTorch reference, and for lossy variants on the ranking set against the fp32
-    export (per-query Spearman mean, NDCG@10 ratio)."""
+    against the PyTorch reference, for lossy variants on the ranking set against the fp32 export
+    (per-query Spearman mean, NDCG@10 ratio), and where the model carries its own labelled ranking
+    set, on each of its sets: mean NDCG@10 against the labels over the reference's."""
 
     max_abs_diff: float | None = None
     min_spearman: float | None = None
     min_rank_spearman: float | None = None
     min_ndcg10_ratio: float | None = None
+    min_own_ndcg10_ratio: float | None = None
 
     @property
     def ranked(self) -> bool:
-        """Whether this gate judges the ranking set (and the export must score it)."""
-        return self.min_rank_spearman is not None or self.min_ndcg10_ratio is not None
+        """Whether this gate judges the ranking sets (and the export must score them)."""
+        return (self.min_rank_spearman is not None or self.min_ndcg10_ratio is not None
+                or self.min_own_ndcg10_ratio is not None)
 
-    def failures(self, fidelity: Fidelity, ranking: RankingFidelity | None = None) -> list[str]:
+    def failures(self, fidelity: Fidelity, ranking: RankingFidelity | None = None,
+                 own: Mapping[str, RankingFidelity] | None = None) -> list[str]:
         problems = []
         if self.max_abs_diff is not None and fidelity.max_abs_diff > self.max_abs_diff:
             problems.append(f"max |diff| {fidelity.max_abs_diff:.3g} > {self.max_abs_diff:g}")
@@ -95,4 +100,10 @@ class Gate:
             if self.min_ndcg10_ratio is not None and ranking.ndcg10_ratio < self.min_ndcg10_ratio:
                 problems.append(f"NDCG@10 ratio {ranking.ndcg10_ratio:.4f} < {self.min_ndcg10_ratio:g} "
                                 "on the ranking set")
+        if self.min_own_ndcg10_ratio is not None:
+            for name, figures in (own or {}).items():
+                if figures.ndcg10_ratio < self.min_own_ndcg10_ratio:
+                    problems.append(f"NDCG@10 against the labels {100 * figures.ndcg10_ratio:.2f}% of the "
+                                    f"reference's < {100 * self.min_own_ndcg10_ratio:g}% on the model's own "
+                                    f"{name} set ({figures.queries} queries)")
         return problems

@@ -28,6 +28,8 @@ class Manifest:
     precision: str = "fp32"  # what the engine should compute in (bf16 variants reuse fp32 weights)
     extra: dict[str, Any] = field(default_factory=dict)
     ranking: dict[str, Any] = field(default_factory=dict)  # the ranking set against the fp32 export
+    # the model's own labelled ranking sets, by name, against the reference (where it carries them)
+    ranking_own: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
 
     def write(self, path: Path) -> None:

@@ -65,6 +65,7 @@ class Trial:
     reason: str = ""
     parity: dict[str, Any] = field(default_factory=dict)  # probe pairs against PyTorch
     ranking: dict[str, Any] = field(default_factory=dict)  # the ranking set against fp32
+    ranking_own: dict[str, Any] = field(default_factory=dict)  # the model's own labelled sets, by name
     directory: str = ""
     streams: int = 1  # OpenVINO streams it was timed with
 
@@ -157,7 +158,8 @@ def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: 
         log.warning("variant auto for %s: choosing among the exported variants only: %s", name, exc.message)
         refused.update({row.name: exc for row in rows if row.name not in exported and row.name not in refused})
     trials = [Trial(variant, None, "refused", reason=exc.message, parity=exc.details.get("parity", {}),
-                     ranking=exc.details.get("ranking", {})) for variant, exc in refused.items()]
+                     ranking=exc.details.get("ranking", {}), ranking_own=exc.details.get("ranking_own", {}))
+              for variant, exc in refused.items()]
     candidates: list[tuple[Trial, Manifest]] = []
     for row in rows:
         if row.name not in exported:
@@ -166,7 +168,8 @@ def decide(spec: str, *, name: str | None = None, device: str = "auto", engine: 
         for engine_name in _engines_for(manifest, resolved, engine):
             streams = (options.streams or 1) if engine_name == "openvino" else 1
             candidates.append((Trial(row.name, engine_name, "measured", parity=manifest.parity,
-                                     ranking=manifest.ranking, directory=str(exported[row.name]),
+                                     ranking=manifest.ranking, ranking_own=manifest.ranking_own,
+                                     directory=str(exported[row.name]),
                                      streams=streams), manifest))
     workload = _measure(candidates, resolved, options)
     measured = [trial for trial, _ in candidates if trial.status == "measured"]

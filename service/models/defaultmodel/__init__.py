@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from xscore.service.models.ranking import OWN_RANKING_FILE
+
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
 BASE_DIR = Path(__file__).resolve().parent / "base"
 BASE_EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -82,8 +84,11 @@ def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
     weights_sha = sha256_file(artifact_dir / WEIGHTS_FILE)
     if weights_sha != card["weights"]["sha256"]:
         raise ValueError(f"{artifact_dir / WEIGHTS_FILE} does not match its card (corrupt copy?)")
+    ranking_set = artifact_dir / OWN_RANKING_FILE
+    wanted = {"weights_sha256": weights_sha, "recipe_version": card["recipe_version"],
+              "ranking_set_sha256": sha256_file(ranking_set) if ranking_set.is_file() else None}
     stamp = dest_dir / _STAMP
-    if stamp.exists() and json.loads(stamp.read_text()).get("weights_sha256") == weights_sha:
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return dest_dir
     check_base(card, base)
     tensors = {f"bert.{name}": array
@@ -97,8 +102,10 @@ def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
         save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
         (staging / "config.json").write_text(json.dumps(_config(base), indent=2) + "\n")
         _write_tokenizer(base, staging)
-        (staging / _STAMP).write_text(json.dumps({"weights_sha256": weights_sha,
-                                                  "recipe_version": card["recipe_version"]}))
+        if ranking_set.is_file():
+            # the export gates lossy variants on it (the model's own labelled validation text)
+            shutil.copyfile(ranking_set, staging / OWN_RANKING_FILE)
+        (staging / _STAMP).write_text(json.dumps(wanted))
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(staging, dest_dir)
