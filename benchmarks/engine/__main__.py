@@ -37,7 +37,13 @@ from xscore.service.models.engines import EngineOptions
 from xscore.service.models.export import export_each
 from xscore.service.models.fidelity import Fidelity
 from xscore.service.models.hardware import cpu_class, machine, physical_cores
-from xscore.service.models.ranking import RankingFidelity, ranking_set
+from xscore.service.models.ranking import (
+    OWN_RANKING_FILE,
+    OwnRankingSet,
+    RankingFidelity,
+    load_ranking_set,
+    ranking_set,
+)
 from xscore.service.models.selection import Decision, decide
 
 log = logging.getLogger("benchmarks.engine")
@@ -107,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     for attempt, scorer in scorers.items():
         if attempt.fidelity_key not in fidelity:
             fidelity[attempt.fidelity_key] = compare(scorer, evaluation, references)
+    # the model's own labelled sets, where it carries them: the export gates on those too
+    own_sets = {name: (queries, given or reference_scores(baseline, queries))
+                for name, (queries, given) in _own_sets(model_dir).items()}
+    own: dict[tuple, dict[str, RankingFidelity]] = {}
+    for attempt, scorer in scorers.items():
+        if own_sets and attempt.backend != "torch" and attempt.fidelity_key not in own:
+            log.info("fidelity of %s on the model's own sets", attempt.label)
+            own[attempt.fidelity_key] = {name: compare(scorer, queries, refs)
+                                         for name, (queries, refs) in own_sets.items()}
 
     query, passages = rerank_workload(args.passages)
     everyone: dict[Attempt, Scorer] = {baseline_attempt: baseline, **scorers}
@@ -143,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_vs_onnxruntime_fp32": statistics.median(
                 [a / b for a, b in zip(rates[attempt], rates[anchor])]) if anchor else None,
             "fidelity": ranking.as_dict(),
+            "fidelity_own": {name: figures.as_dict() for name, figures in own.get(attempt.fidelity_key, {}).items()},
             "probe_parity": exports[attempt.variant].manifest.parity if attempt.variant in exports else None,
-            "gate": _gate(attempt, exports, ranking, decision),
+            "gate": _gate(attempt, exports, ranking, own.get(attempt.fidelity_key, {}), decision),
             "baseline": attempt is baseline_attempt,
         })
     results = {
@@ -153,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(model_dir), "rounds": args.rounds,
             "evaluation": f"{len(evaluation)} queries x {len(evaluation[0].candidates)} candidates "
                           "(held-out stdlib corpus: the export's ranking set)",
+            "own_sets": {name: f"{len(queries)} queries x {len(queries[0].candidates)} candidates"
+                         for name, (queries, _) in own_sets.items()},
             "machine": machine(),
             "baselines": {"clean_process": clean, "in_process": in_process, "used": faster},
             "skipped": skipped,
@@ -168,15 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _gate(attempt: Attempt, exports: dict, ranking: RankingFidelity, decision: Decision | None) -> str:
+def _gate(attempt: Attempt, exports: dict, ranking: RankingFidelity, own: dict[str, RankingFidelity],
+          decision: Decision | None) -> str:
     """Whether this attempt's variant passes the gate the export judges it by, and if not, why."""
     if attempt.backend == "torch":
         return "reference"
     if attempt.variant == AUTO:
         return "passed (served by auto)" if decision else "-"
     probe = exports[attempt.variant].manifest.parity
-    problems = gate_row(attempt.variant).gate.failures(Fidelity(**probe), ranking)
+    problems = gate_row(attempt.variant).gate.failures(Fidelity(**probe), ranking, own)
     return "passes" if not problems else "fails: " + "; ".join(problems)
+
+
+def _own_sets(model_dir: Path) -> OwnRankingSet:
+    path = Path(model_dir) / OWN_RANKING_FILE
+    return load_ranking_set(path) if path.is_file() else {}
 
 
 def _scorer(attempt: Attempt, model_dir: Path, exports: dict, cache: Path) -> Scorer:

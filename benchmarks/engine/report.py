@@ -71,6 +71,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {100 * fidelity['ndcg10_ratio']:.2f}% | {fidelity['top10_agreement']:.3f} "
             f"| {fidelity['max_abs_diff']:.3g} | {row['gate']} |"
         )
+    own_sets = env.get("own_sets") or {}
+    if own_sets:
+        lines += ["", "The model's own labelled sets (" + "; ".join(f"{name}: {shape}" for name, shape in own_sets.items())
+                  + "): mean NDCG@10 against the labels as a share of the torch reference's, and per-query Spearman "
+                  "against it.", "",
+                  "| attempt | " + " | ".join(f"{name} NDCG@10 | {name} Spearman mean (min)" for name in own_sets) + " |",
+                  "|---|" + "---|---|" * len(own_sets)]
+        for row in results["attempts"]:
+            own = row.get("fidelity_own") or {}
+            if own:
+                lines.append(f"| {row['label']} | " + " | ".join(
+                    f"{100 * own[name]['ndcg10_ratio']:.2f}% | {own[name]['spearman_mean']:.4f} "
+                    f"({own[name]['spearman_min']:.4f})" for name in own_sets) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -143,7 +143,7 @@ def ranking_fidelity(queries: Sequence[Query], references: Sequence[np.ndarray],
         rhos.append(spearman(reference, candidate))
         if labelled:
             gains = np.asarray(query.labels, np.float64)
-            best = ndcg_at_10(gains, gains)  # the labels' own order: the ideal DCG
+            best = ndcg_at_10(gains, gains) or 1.0  # the labels' own order: the ideal DCG
             got.append(ndcg_at_10(gains, candidate) / best)
             ideal.append(ndcg_at_10(gains, reference) / best)
         else:
