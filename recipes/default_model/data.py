@@ -296,12 +296,13 @@ def _wrong_answers(docs: Sequence[Doc], i: int,
 
 
 def make_neighbour_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, seed: int, embed: Embed,
-                          also_right: Mapping[str, frozenset[str]] | None = None) -> list[TrainGroup]:
+                          also_right: Mapping[str, frozenset[str]] | None = None,
+                          teacher: Embed | None = None) -> list[TrainGroup]:
     """One unlabelled group per sampled query: its passage and the bi-encoder's nearest other
-    passages, with the bi-encoder's cosines as the only target. Near neighbours are often right
-    answers too (a neighbouring word's definition), so no label says they are wrong; what the
-    student learns from them is how the bi-encoder orders close meanings, which BM25's traps
-    never show it."""
+    passages, with the teacher's cosines (the bi-encoder's where no teacher is given) as the only
+    target. Near neighbours are often right answers too (a neighbouring word's definition), so no
+    label says they are wrong; what the student learns from them is how the teacher orders close
+    meanings, which BM25's traps never show it."""
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(docs)), min(n_queries, len(docs))))
     near = _nearest(embed, docs, picked, n_negatives + 1 + _SPARE_HITS)
@@ -311,7 +312,7 @@ def make_neighbour_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int,
         others = [j for j in near[row] if wrong(j)][:n_negatives]
         groups.append(TrainGroup(docs[i].summary, docs[i].passage, [docs[j].passage for j in others],
                                  labelled=False))
-    attach_teacher(groups, embed)
+    attach_teacher(groups, teacher or embed)
     return groups
 
 

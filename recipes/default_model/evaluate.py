@@ -92,9 +92,11 @@ def bm25_scorer(eval_set: Sequence[EvalQuery]) -> ScorePairs:
 
 
 class BiEncoder:
-    """all-MiniLM-L6-v2 as trained: mean pooling over tokens, L2-normalised, cosine."""
+    """A sentence-transformers bi-encoder as trained (all-MiniLM-L6-v2; the WordNet teacher
+    all-mpnet-base-v2): mean pooling over tokens, L2-normalised, cosine."""
 
-    def __init__(self, model_dir: Path, max_length: int = 256, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: Path, max_length: int = 256, batch_size: int = 64,
+                 progress: str | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -102,6 +104,7 @@ class BiEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir).eval()
         self.max_length, self.batch_size = max_length, batch_size
+        self._progress = progress  # a bar's label where embedding takes minutes (a larger teacher)
         self._cache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -110,7 +113,8 @@ class BiEncoder:
         missing.sort(key=len)
         torch = self._torch
         with torch.inference_mode():
-            for start in range(0, len(missing), self.batch_size):
+            starts = range(0, len(missing), self.batch_size)
+            for start in tqdm(starts, desc=self._progress, disable=self._progress is None, leave=False):
                 chunk = missing[start:start + self.batch_size]
                 batch = self.tokenizer(chunk, truncation=True, max_length=self.max_length,
                                        padding=True, return_tensors="pt")
@@ -120,7 +124,9 @@ class BiEncoder:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 for text, row in zip(chunk, pooled.numpy(), strict=True):
                     self._cache[text] = row
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+        if texts:
+            return np.stack([self._cache[t] for t in texts])
+        return np.zeros((0, self.model.config.hidden_size), np.float32)
 
     def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         queries = self.embed([q for q, _ in pairs])
