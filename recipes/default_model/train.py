@@ -55,11 +55,11 @@ class Recipe:
     # cosines alone (data.make_neighbour_groups): the evaluation's candidates are half the
     # bi-encoder's near misses, which BM25's traps never show the student
     wordnet_neighbour_distill_queries: int = 4000
-    # the teacher of every WordNet group, labelled and neighbour ("" = the bi-encoder, as recipe 5):
-    # all-mpnet-base-v2 (teacher.py) reads WordNet MRR@10 0.753 where the bi-encoder reads 0.591,
-    # and recipe 5's student, taught by the bi-encoder, stayed 0.007 below it. Debian groups keep the
-    # bi-encoder: the student is already 0.067 above it there, and mpnet on long passages would
-    # cost the build most of an hour
+    # the teacher of every WordNet group, labelled and neighbour ("" = the bi-encoder): all-mpnet-base-v2
+    # (teacher.py) reads WordNet MRR@10 0.753 where the bi-encoder reads 0.591, and recipe 5's student,
+    # taught by the bi-encoder, stayed 0.007 below it; Debian groups keep the bi-encoder (mpnet on long
+    # passages would cost the build most of an hour). Tried as recipe 6 (71 min build on 2 cores):
+    # WordNet 0.5923 (+0.008, within build noise), Debian 0.7251 (-0.021), everyday 0.8403: off
     wordnet_teacher: str = ""
     # the bi-encoder's near-misses beside the BM25 traps: tried with 4,000 WordNet and 1,200 Debian
     # queries, it lost on WordNet (MRR@10 0.456 against 0.503) and the everyday questions (top-1
