@@ -276,25 +276,29 @@ def test_an_unlabelled_group_is_learnt_from_the_teacher_alone() -> None:
         assert float(_group_loss(model, tokenizer, [neighbours], Recipe())) > 0.0  # the teacher's term
 
 
-def test_neighbour_groups_are_the_bi_encoders_nearest_other_definitions() -> None:
+def _axis_embedding(axes: dict[str, int]):
+    """A bi-encoder in small: each known word adds to its axis; rows L2-normalised."""
     import numpy as np
 
-    from xscore.recipes.default_model.data import Doc, make_neighbour_groups
-
-    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
-        ("river", "stream water large"), ("creek", "stream water small"), ("ford", "stream water small"),
-        ("anvil", "iron block"), ("tulip", "flower bulb")]]
-    axes = {"stream": 0, "water": 0, "river": 0, "creek": 0, "ford": 0, "iron": 1, "anvil": 1,
-            "flower": 2, "tulip": 2, "bulb": 2, "block": 1, "large": 3, "small": 3}
-
     def embed(texts):
-        rows = np.zeros((len(texts), 4), dtype=np.float32)
+        rows = np.zeros((len(texts), max(axes.values()) + 1), dtype=np.float32)
         for n, text in enumerate(texts):
             for word in text.split():
                 if word in axes:
                     rows[n, axes[word]] += 1
         return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
 
+    return embed
+
+
+def test_neighbour_groups_are_the_bi_encoders_nearest_other_definitions() -> None:
+    from xscore.recipes.default_model.data import Doc, make_neighbour_groups
+
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
+        ("river", "stream water large"), ("creek", "stream water small"), ("ford", "stream water small"),
+        ("anvil", "iron block"), ("tulip", "flower bulb")]]
+    embed = _axis_embedding({"stream": 0, "water": 0, "river": 0, "creek": 0, "ford": 0, "iron": 1, "anvil": 1,
+                             "flower": 2, "tulip": 2, "bulb": 2, "block": 1, "large": 3, "small": 3})
     groups = {g.query: g for g in make_neighbour_groups(docs, len(docs), 2, seed=0, embed=embed)}
     creek = groups["what is a creek"]
     assert not creek.labelled and creek.positive == "stream water small"
@@ -370,16 +374,8 @@ def test_neighbour_groups_take_the_teachers_cosines_where_one_is_given() -> None
 
     docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", f"what is a {word}", passage) for word, passage in [
         ("river", "stream water large"), ("creek", "stream water small"), ("anvil", "iron block")]]
-    axes = {"stream": 0, "water": 0, "river": 0, "creek": 0, "iron": 1, "anvil": 1, "block": 1,
-            "large": 2, "small": 2}
-
-    def miner(texts):
-        rows = np.zeros((len(texts), 3), dtype=np.float32)
-        for n, text in enumerate(texts):
-            for word in text.split():
-                if word in axes:
-                    rows[n, axes[word]] += 1
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+    miner = _axis_embedding({"stream": 0, "water": 0, "river": 0, "creek": 0, "iron": 1, "anvil": 1, "block": 1,
+                             "large": 2, "small": 2})
 
     def teacher(texts):  # knows that a creek is small: ranks its own definition far above the river's
         return np.asarray([[1.0, 0.0] if "small" in t or "creek" in t else [0.0, 1.0] for t in texts], np.float32)

