@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -130,6 +131,9 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
 
     if recipe.wordnet_neighbour_distill_queries and not recipe.distill_weight:
         raise ValueError("the neighbour groups are learnt from the bi-encoder alone: they need distill_weight > 0")
+    if recipe.body_distill_epochs and recipe.wordnet_teacher:
+        raise ValueError("a distilled body teaches the WordNet groups itself: set body_distill_epochs or "
+                         "wordnet_teacher, not both")
     started = time.perf_counter()
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -138,12 +142,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     docs = D.load_docs(translation.read_text(encoding="utf-8"),
                        D.parse_sources(packages.read_text(encoding="utf-8")))
     train_docs, heldout = D.split_docs(docs, recipe.eval_percent)
-    wordnet = fetch_wordnet(cache)
-    words = load_wordnet_docs(wordnet)
-    train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
-    train_words = D.without_heldout_passages(train_words, heldout_words)
-    untagged = load_wordnet_docs(wordnet, tagged=False)
-    rare_words = rare_training_words(words, untagged, recipe.wordnet_rare_train_queries, recipe.seed)
+    wordnet, words, train_words, heldout_words, untagged, rare_words = _wordnet_words(recipe, cache)
     dominant_words: list[D.Doc] = []
     other_senses: dict[str, frozenset[str]] = {}
     if recipe.wordnet_dominant_sense_train_queries:
@@ -155,6 +154,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     base = base_model_dir()
     embed = BiEncoder(base).embed
     teacher = embed if recipe.distill_weight else None
+    body, body_card = body_of(recipe, cache, progress)
     _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out; "
                     f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out; "
                     f"{len(rare_words)} rare words and {len(dominant_words)} first senses of many-sense words train")
@@ -162,6 +162,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     wordnet_teacher = teacher
     if teacher is not None and recipe.wordnet_teacher:
         wordnet_teacher = _teacher(recipe, cache).embed
+    if teacher is not None and body != base:
+        wordnet_teacher = BiEncoder(body).embed
     wordnet_train = [*train_words, *rare_words, *dominant_words]
     groups += D.make_train_groups(wordnet_train, recipe.wordnet_train_queries + len(rare_words) + len(dominant_words),
                                   recipe.negatives, recipe.seed + 2, embed=wordnet_teacher,
@@ -174,8 +176,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
                                recipe.seed, embed=embed)
     wordnet_eval = D.make_eval_set(heldout_words, words, recipe.eval_queries, recipe.eval_candidates,
                                    recipe.seed, embed=embed)
-    model = train_cross_encoder(base, groups, recipe, progress=progress)
-    shipped = interpolate_with_base(shipped_state(model), base, recipe.base_interpolation)
+    model = train_cross_encoder(body, groups, recipe, progress=progress)
+    shipped = interpolate_with_base(shipped_state(model), body, recipe.base_interpolation)
     save_file(shipped, str(dest_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     save_eval_set(eval_set, dest_dir / EVAL_FILE)
     save_eval_set(wordnet_eval, dest_dir / WORDNET_EVAL_FILE)
@@ -188,6 +190,7 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
         "dominant_sense_train_words": len(dominant_words),
         "neighbour_distill_queries": recipe.wordnet_neighbour_distill_queries,
         "teacher": _teacher_card(recipe),
+        "body": body_card,
         "eval_queries": len(wordnet_eval),
         "eval_candidates_per_query": recipe.eval_candidates},
         "everyday": {"source": "hand-written everyday questions, each with its answer and four "
@@ -219,6 +222,57 @@ def _teacher(recipe: Recipe, cache: Path):
     if recipe.wordnet_teacher != T.NAME.rsplit("/", 1)[-1]:
         raise ValueError(f"unknown WordNet teacher {recipe.wordnet_teacher!r}: the recipe knows {T.NAME}")
     return BiEncoder(T.fetch_teacher(cache), progress=f"teacher {recipe.wordnet_teacher}")
+
+
+def _wordnet_words(recipe: Recipe, cache: Path) -> tuple[Path, list, list, list, list, list]:
+    """(the WordNet database, its common one-sense words, the training and held-out ones among them,
+    the untagged one-sense words, the rare ones trained on)."""
+    from xscore.recipes.default_model import data as D
+
+    wordnet = fetch_wordnet(cache)
+    words = load_wordnet_docs(wordnet)
+    train_words, heldout_words = D.split_docs(words, recipe.wordnet_eval_percent)
+    train_words = D.without_heldout_passages(train_words, heldout_words)
+    untagged = load_wordnet_docs(wordnet, tagged=False)
+    rare_words = rare_training_words(words, untagged, recipe.wordnet_rare_train_queries, recipe.seed)
+    return wordnet, words, train_words, heldout_words, untagged, rare_words
+
+
+def body_of(recipe: Recipe, cache: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, object] | str]:
+    """The body the recipe's cross-encoder starts from and moves back towards, and what its card
+    says of it: the base model's, or with `body_distill_epochs` stage one's (`body.py`), from the
+    data cache where a body of the same text and settings is there, else distilled now (about 35
+    minutes on 2 cores) and kept there, so a rebuild that changes only later steps reuses it."""
+    if not recipe.body_distill_epochs:
+        return base_model_dir(), "the base model's, unchanged"
+    from xscore.recipes.default_model import body as B
+    from xscore.recipes.default_model import teacher as T
+    from xscore.recipes.default_model.evaluate import BiEncoder
+
+    cache = Path(cache) if cache else _data_cache()
+    wordnet, _words, train_words, heldout_words, untagged, rare_words = _wordnet_words(recipe, cache)
+    # the held-out words' definitions and every untagged word's but the rare ones trained on
+    pairs, extra = B.body_texts(wordnet, [*train_words, *rare_words], [*heldout_words, *untagged],
+                                recipe.body_distill_extra_definitions)
+    settings = {"epochs": recipe.body_distill_epochs, "learning_rate": recipe.body_distill_learning_rate,
+                "threads": recipe.threads, "base": base_hashes(base_model_dir())[B.WEIGHTS_FILE],
+                "teacher": T.WEIGHTS_SHA256}
+    target = cache / "body" / B.body_key(pairs, extra, settings)
+    if not (target / B.FIGURES_FILE).is_file():
+        _note(progress, f"stage one: distilling the body from {T.NAME} over {len(pairs)} training words and "
+                        f"{len(extra)} other definitions into {target}")
+        teacher = BiEncoder(T.fetch_teacher(cache), max_length=B.MAX_LENGTH, progress=f"teacher {T.NAME}")
+        scratch = target.with_name(target.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        B.distil_body(base_model_dir(), pairs, extra, teacher.embed, recipe.body_distill_epochs,
+                      recipe.body_distill_learning_rate, recipe.threads, scratch, progress)
+        scratch.rename(target)
+    figures = json.loads((target / B.FIGURES_FILE).read_text())
+    return target, {"teacher": T.NAME, "license": T.LICENSE, "packages": ", ".join(T.PACKAGES),
+                    "teacher_sha256": T.WEIGHTS_SHA256, "sha256": sha256_file(target / B.WEIGHTS_FILE),
+                    "use": "stage one: the encoder layers distilled from the teacher's cosines over WordNet "
+                           "training text (recipes/default_model/body.py); the cross-encoder starts from them",
+                    **figures}
 
 
 def _teacher_card(recipe: Recipe) -> dict[str, str]:

@@ -77,7 +77,7 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
 
     from safetensors.numpy import load_file
 
-    from xscore.recipes.default_model import Recipe, base_model_dir
+    from xscore.recipes.default_model import Recipe, base_model_dir, body_of
     from xscore.recipes.default_model import validation as V
     from xscore.recipes.default_model.evaluate import BiEncoder
     from xscore.recipes.default_model.train import undo_interpolation
@@ -87,11 +87,12 @@ def choose_interpolation(alphas: list[float], queries: int, output: Path) -> str
     started = time.perf_counter()
     card = json.loads((ARTIFACT_DIR / CARD_FILE).read_text())
     shipped = float(card["recipe"]["base_interpolation"])
-    base = base_model_dir()
-    trained = undo_interpolation(load_file(str(ARTIFACT_DIR / WEIGHTS_FILE)), base, shipped)
-    bi = BiEncoder(base)
+    # the weights moved back towards the body they were trained from (the base's, or stage one's)
+    body, _ = body_of(Recipe())
+    trained = undo_interpolation(load_file(str(ARTIFACT_DIR / WEIGHTS_FILE)), body, shipped)
+    bi = BiEncoder(base_model_dir())
     sets = V.validation_sets(Recipe(), bi.embed, queries)
-    rows = V.sweep(trained, base, alphas, sets, bi.score_pairs)
+    rows = V.sweep(trained, body, alphas, sets, bi.score_pairs)
     chosen = V.choose(rows)
     output.mkdir(parents=True, exist_ok=True)
     seconds = round(time.perf_counter() - started, 1)

@@ -140,6 +140,14 @@ def load_wordnet_docs(database: Path, tagged: bool = True) -> list[Doc]:
     return docs
 
 
+def definitions(database: Path) -> list[str]:
+    """Every synset's definition as a passage (of MIN_DEFINITION_WORDS words or more), whatever
+    its words: text for teaching the body word meanings (`body.py`), not queries."""
+    _, entries, _ = _read_synsets(database)
+    return [_passage(definition) for _part, definition, _examples in entries.values()
+            if len(definition.split()) >= MIN_DEFINITION_WORDS]
+
+
 def load_dominant_sense_docs(database: Path) -> tuple[list[Doc], dict[str, frozenset[str]]]:
     """One Doc per word of several senses whose first sense is the one people mean (the sense
     tags, `cntlist.rev`: DOMINANT_SHARE of its tagged uses and DOMINANT_MIN_TAGS of them): the
