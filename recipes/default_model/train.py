@@ -67,7 +67,9 @@ class Recipe:
     # body, moves back towards it (base_interpolation), and its WordNet groups are taught by its
     # cosines; Debian groups, their neighbour mining and the evaluation sets keep the bi-encoder.
     # Measured as a bi-encoder after 2 epochs (787 steps, 20 min on 2 cores of the AVX-512 VNNI + BF16
-    # class): WordNet MRR@10 0.626 (the base 0.591), everyday 0.889 (0.847), Debian 0.668 (0.679)
+    # class): WordNet MRR@10 0.626 (the base 0.591), everyday 0.889 (0.847), Debian 0.668 (0.679).
+    # Recipe 5 at 2 epochs (the recipe 7 trial, 67 min of stage two): WordNet 0.6084 (recipe 5 0.5839),
+    # Debian 0.7233 (0.7463), everyday 0.8611 (0.8333), 18/24 first: not yet shipped (README)
     body_distill_epochs: float = 0.0
     body_distill_extra_definitions: int = 20000  # definitions of other synsets beside the training words'
     body_distill_learning_rate: float = 5e-5
