@@ -154,7 +154,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     base = base_model_dir()
     embed = BiEncoder(base).embed
     teacher = embed if recipe.distill_weight else None
-    body, body_card = body_of(recipe, cache, progress)
+    body, body_card = body_of(recipe, cache, progress,
+                              wordnet_words=(wordnet, words, train_words, heldout_words, untagged, rare_words))
     _note(progress, f"{len(docs)} packages: {len(train_docs)} train, {len(heldout)} held out; "
                     f"{len(words)} WordNet words: {len(train_words)} train, {len(heldout_words)} held out; "
                     f"{len(rare_words)} rare words and {len(dominant_words)} first senses of many-sense words train")
@@ -238,11 +239,14 @@ def _wordnet_words(recipe: Recipe, cache: Path) -> tuple[Path, list, list, list,
     return wordnet, words, train_words, heldout_words, untagged, rare_words
 
 
-def body_of(recipe: Recipe, cache: Path | None = None, progress: bool = True) -> tuple[Path, dict[str, object] | str]:
+def body_of(recipe: Recipe, cache: Path | None = None, progress: bool = True,
+            wordnet_words: tuple[Path, list, list, list, list, list] | None = None,
+            ) -> tuple[Path, dict[str, object] | str]:
     """The body the recipe's cross-encoder starts from and moves back towards, and what its card
     says of it: the base model's, or with `body_distill_epochs` stage one's (`body.py`), from the
     data cache where a body of the same text and settings is there, else distilled now (about 35
-    minutes on 2 cores) and kept there, so a rebuild that changes only later steps reuses it."""
+    minutes on 2 cores) and kept there, so a rebuild that changes only later steps reuses it.
+    `wordnet_words` is `_wordnet_words(recipe, cache)` where the caller has it already."""
     if not recipe.body_distill_epochs:
         return base_model_dir(), "the base model's, unchanged"
     from xscore.recipes.default_model import body as B
@@ -250,7 +254,8 @@ def body_of(recipe: Recipe, cache: Path | None = None, progress: bool = True) ->
     from xscore.recipes.default_model.evaluate import BiEncoder
 
     cache = Path(cache) if cache else _data_cache()
-    wordnet, _words, train_words, heldout_words, untagged, rare_words = _wordnet_words(recipe, cache)
+    wordnet, _words, train_words, heldout_words, untagged, rare_words = (
+        wordnet_words or _wordnet_words(recipe, cache))
     # the held-out words' definitions and every untagged word's but the rare ones trained on
     pairs, extra = B.body_texts(wordnet, [*train_words, *rare_words], [*heldout_words, *untagged],
                                 recipe.body_distill_extra_definitions)
@@ -278,6 +283,8 @@ def body_of(recipe: Recipe, cache: Path | None = None, progress: bool = True) ->
 def _teacher_card(recipe: Recipe) -> dict[str, str]:
     from xscore.recipes.default_model import teacher as T
 
+    if recipe.body_distill_epochs:
+        return {"model": "the stage-one body (see body), as a bi-encoder"}
     if not recipe.wordnet_teacher:
         return {"model": "sentence-transformers/all-MiniLM-L6-v2 (the base model)"}
     return {"model": T.NAME, "license": T.LICENSE, "packages": ", ".join(T.PACKAGES),
@@ -292,7 +299,7 @@ def _wordnet_source(recipe: Recipe) -> str:
     if recipe.wordnet_dominant_sense_train_queries:
         parts.append("the first sense of many-sense words whose sense tags say people mean it")
     text = ", ".join(parts) + "; query 'what is <word>' and the like, passage its definition"
-    teacher = recipe.wordnet_teacher or "the bi-encoder"
+    teacher = recipe.wordnet_teacher or ("the stage-one body" if recipe.body_distill_epochs else "the bi-encoder")
     if recipe.wordnet_neighbour_distill_queries:
         text += (f"; {recipe.wordnet_neighbour_distill_queries:,} train words also with the bi-encoder's nearest "
                  f"definitions, learnt from {teacher}'s cosines alone")
