@@ -163,7 +163,7 @@ def plot(rows: Mapping[str, Mapping[str, Mapping[str, float]]], chosen: float, p
                   label=f"{name} (validation)")
         axes.axhline(rows[BI_ENCODER][name][METRIC], color=color, linestyle=":", label=f"{name}: bi-encoder")
     axes.axvline(chosen, color="grey", linewidth=0.8)
-    axes.set_xlabel("interpolation weight (1 = as trained, 0 = the bi-encoder's body)")
+    axes.set_xlabel("interpolation weight (1 = as trained, 0 = the body it was trained from)")
     axes.set_ylabel(METRIC.upper())
     axes.legend(fontsize=8)
     figure.tight_layout()
