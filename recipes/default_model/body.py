@@ -31,6 +31,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from xscore.recipes.default_model.data import Doc, Embed
+from xscore.recipes.default_model.evaluate import mean_pooled
+from xscore.recipes.default_model.train import warmup_then_linear_decay
 from xscore.recipes.default_model.wordnet import definitions
 
 WEIGHTS_FILE = "model.safetensors"
@@ -94,9 +96,7 @@ def distil_body(base_dir: Path, pairs: Sequence[tuple[str, str]], extra: Sequenc
                                       lr=learning_rate, weight_decay=WEIGHT_DECAY)
         definitions_seen = targets[[index[passage] for _, passage in pairs]]
         steps = _epochs_of_batches(definitions_seen, epochs, random.Random(ORDER_SEED))
-        warmup = max(1, int(len(steps) * WARMUP_FRACTION))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(steps) - s) / (len(steps) - warmup + 1))))
+        schedule = warmup_then_linear_decay(optimizer, len(steps), WARMUP_FRACTION)
         model.train()
         bar = tqdm(steps, desc="distil body", disable=not progress)
         for step, words in enumerate(bar):
@@ -173,10 +173,5 @@ def _loss(model, tokenizer, questions: list[str], passages: list[str], teacher_q
 
 
 def _pooled(model, tokenizer, texts: list[str]):
-    """Mean over real tokens, L2-normalised: the bi-encoder's own pooling."""
-    import torch.nn.functional as F
-
     batch = tokenizer(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="pt")
-    hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).float()
-    return F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    return mean_pooled(model(**batch).last_hidden_state, batch["attention_mask"])

@@ -91,6 +91,15 @@ def bm25_scorer(eval_set: Sequence[EvalQuery]) -> ScorePairs:
     return score_pairs
 
 
+def mean_pooled(hidden, attention_mask):
+    """The sentence-transformers bi-encoder's embedding: the mean over real tokens, L2-normalised
+    (torch tensors; BiEncoder at inference, stage one's body in training)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
+
 class BiEncoder:
     """A sentence-transformers bi-encoder as trained (all-MiniLM-L6-v2; the WordNet teacher
     all-mpnet-base-v2): mean pooling over tokens, L2-normalised, cosine."""
@@ -118,10 +127,7 @@ class BiEncoder:
                 chunk = missing[start:start + self.batch_size]
                 batch = self.tokenizer(chunk, truncation=True, max_length=self.max_length,
                                        padding=True, return_tensors="pt")
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                pooled = mean_pooled(self.model(**batch).last_hidden_state, batch["attention_mask"])
                 for text, row in zip(chunk, pooled.numpy(), strict=True):
                     self._cache[text] = row
         if texts:

@@ -99,6 +99,16 @@ class Recipe:
     eval_candidates: int = 30
 
 
+def warmup_then_linear_decay(optimizer, steps: int, warmup_fraction: float):
+    """The learning rate rises linearly over the first warmup_fraction of the steps, then falls
+    linearly to zero at the last (both training stages use it)."""
+    import torch
+
+    warmup = max(1, int(steps * warmup_fraction))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup + 1))))
+
+
 def train_cross_encoder(base_dir: Path, groups: Sequence[TrainGroup], recipe: Recipe,
                         progress: bool = True) -> BertForSequenceClassification:
     import torch
@@ -118,9 +128,7 @@ def train_cross_encoder(base_dir: Path, groups: Sequence[TrainGroup], recipe: Re
                                       weight_decay=recipe.weight_decay)
         order = _batched_order(groups, recipe)
         steps = len(order) // recipe.groups_per_step
-        warmup = max(1, int(steps * recipe.warmup_fraction))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup + 1))))
+        schedule = warmup_then_linear_decay(optimizer, steps, recipe.warmup_fraction)
         model.train()
         bar = tqdm(range(steps), desc="train cross-encoder", disable=not progress)
         for step in bar:
