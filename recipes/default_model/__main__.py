@@ -1,4 +1,4 @@
-"""`python -m xscore.recipes.default_model build|evaluate|choose-interpolation|ranking-set|materialize|vendor-base` (the model card is in README.md, "The default model")."""
+"""`python -m xscore.recipes.default_model build|evaluate|choose-interpolation|ranking-set|int8-plan|materialize|vendor-base` (the model card is in README.md, "The default model")."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where default_model_interpolation.{json,md,png} go")
     commands.add_parser("ranking-set", help="the labelled validation queries the export gates lossy variants on, "
                         "with the shipped weights' torch logits, into the artifact")
+    plan = commands.add_parser("int8-plan", help="find the layers static int8 leaves in float (NNCF accuracy "
+                               "control on validation text the gate never sees), into the artifact")
+    plan.add_argument("--queries", type=int, default=None, help="tuning queries per set (default 150)")
+    plan.add_argument("--max-drop", type=float, default=None,
+                      help="relative NDCG@10 the worse set may lose against the fp32 graph (default 0.003)")
     materialize = commands.add_parser("materialize", help="write a loadable model directory")
     materialize.add_argument("dest", type=Path)
     commands.add_parser("vendor-base", help="copy the base model's embeddings and tokenizer from "
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(choose_interpolation(args.alphas, args.queries, args.output))
     elif args.command == "ranking-set":
         print(ranking_set_for_shipped())
+    elif args.command == "int8-plan":
+        print(int8_plan_for_shipped(args.queries, args.max_drop))
     elif args.command == "vendor-base":
         print(vendor_base())
         print(vendor_graph())
@@ -123,6 +130,19 @@ def ranking_set_for_shipped() -> Path:
     from xscore.recipes.default_model.ranking_set import make_ranking_set
 
     return make_ranking_set(ARTIFACT_DIR, Recipe(), BiEncoder(base_model_dir()).embed)
+
+
+def int8_plan_for_shipped(queries: int | None, max_drop: float | None) -> str:
+    from xscore.recipes.default_model import Recipe, base_model_dir
+    from xscore.recipes.default_model.evaluate import BiEncoder
+    from xscore.recipes.default_model.int8_plan import make_int8_plan
+
+    given = {name: value for name, value in (("queries", queries), ("max_drop", max_drop)) if value is not None}
+    plan, path = make_int8_plan(ARTIFACT_DIR, Recipe(), BiEncoder(base_model_dir()).embed, **given)
+    figures = json.dumps(plan.figures, indent=2)
+    if path is None:
+        return f"whole-model int8 is within the bar on the tuning text; no plan written\n{figures}"
+    return f"{path}: {len(plan.float_layers)} layers left in float\n{figures}"
 
 
 def _served_variants(model_dir: Path | None, variants: list[str],

@@ -31,11 +31,11 @@ def ranking_sets(recipe: Recipe, embed: Embed, data_dir: Path | None = None,
     from xscore.recipes.default_model.validation import validation_sets
 
     sets = validation_sets(recipe, embed, max(DEBIAN_QUERIES, WORDNET_QUERIES), data_dir, artifact_dir)
-    return {"debian": [_trimmed(item) for item in sets["debian"][:DEBIAN_QUERIES]],
-            "wordnet": [_trimmed(item) for item in sets["wordnet"][:WORDNET_QUERIES]]}
+    return {"debian": [trimmed(item) for item in sets["debian"][:DEBIAN_QUERIES]],
+            "wordnet": [trimmed(item) for item in sets["wordnet"][:WORDNET_QUERIES]]}
 
 
-def _trimmed(item: EvalQuery) -> EvalQuery:
+def trimmed(item: EvalQuery) -> EvalQuery:
     """The first `CANDIDATES` candidates, with the right answer in its place among them (or last)."""
     right = item.relevance.index(1)
     keep = [i for i in range(len(item.candidates)) if i != right][:CANDIDATES - 1]

@@ -30,6 +30,7 @@ from xscore.service.models.engines import (
 )
 from xscore.service.models.engines.base import Engine
 from xscore.service.models.fidelity import Fidelity, measure
+from xscore.service.models.int8_plan import INT8_PLAN_FILE
 from xscore.service.models.manifest import MANIFEST_NAME, Manifest
 from xscore.service.models.planner import run_planned
 from xscore.service.models.probes import probe_pairs
@@ -136,6 +137,9 @@ def _build(source: ModelSource, source_config: dict, rows: list[Variant], root: 
         bar.set_postfix_str(steps[0])
         prompt = None if is_sequence_classifier(source_config) else prompt_profile(source.local_dir, source_config)
         exporter.export_onnx(source.local_dir, staging, prompt)
+        if (source.local_dir / INT8_PLAN_FILE).is_file():
+            # the int8 builder reads it beside the graph it quantizes
+            shutil.copyfile(source.local_dir / INT8_PLAN_FILE, staging / INT8_PLAN_FILE)
         bar.update()
         tokenizer = PairTokenizer.from_dir(staging)
         pairs = tokenizer.encode(*zip(*probe_pairs()), truncate=True)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from xscore.service.models.int8_plan import INT8_PLAN_FILE
 from xscore.service.models.ranking import OWN_RANKING_FILE
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
@@ -84,9 +85,10 @@ def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
     weights_sha = sha256_file(artifact_dir / WEIGHTS_FILE)
     if weights_sha != card["weights"]["sha256"]:
         raise ValueError(f"{artifact_dir / WEIGHTS_FILE} does not match its card (corrupt copy?)")
-    ranking_set = artifact_dir / OWN_RANKING_FILE
+    ranking_set, int8_plan = artifact_dir / OWN_RANKING_FILE, artifact_dir / INT8_PLAN_FILE
     wanted = {"weights_sha256": weights_sha, "recipe_version": card["recipe_version"],
-              "ranking_set_sha256": sha256_file(ranking_set) if ranking_set.is_file() else None}
+              "ranking_set_sha256": sha256_file(ranking_set) if ranking_set.is_file() else None,
+              "int8_plan_sha256": sha256_file(int8_plan) if int8_plan.is_file() else None}
     stamp = dest_dir / _STAMP
     if stamp.exists() and json.loads(stamp.read_text()) == wanted:
         return dest_dir
@@ -105,6 +107,9 @@ def materialize_default(dest_dir: Path, artifact_dir: Path = ARTIFACT_DIR,
         if ranking_set.is_file():
             # the export gates lossy variants on it (the model's own labelled validation text)
             shutil.copyfile(ranking_set, staging / OWN_RANKING_FILE)
+        if int8_plan.is_file():
+            # the layers its static int8 keeps in float, found once by the recipe
+            shutil.copyfile(int8_plan, staging / INT8_PLAN_FILE)
         (staging / _STAMP).write_text(json.dumps(wanted))
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
