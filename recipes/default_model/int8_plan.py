@@ -112,19 +112,20 @@ def find_int8_plan(fp32_onnx: Path, sets: Mapping[str, Sequence[EvalQuery]],
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     from xscore.service.models.hardware import cpu_class
-    from xscore.service.models.tokenization import pad_batch
-    from xscore.service.models.variants import _load_for_nncf, _nncf_output_on_stderr, folded_for_nncf
+    from xscore.service.models.variants import (
+        calibration_inputs,
+        folded_for_nncf,
+        load_for_nncf,
+        nncf_output_on_stderr,
+    )
 
     started = time.perf_counter()
     tuning = _Tuning(fp32_onnx, sets)
-    tokenizer = tuning.tokenizer
-    encoded = tokenizer.encode(*zip(*calibration), truncate=True)
     with tempfile.TemporaryDirectory(prefix=".int8-plan-") as scratch, \
             folded_for_nncf(fp32_onnx, Path(scratch)) as folded:
-        model, _ = _load_for_nncf(folded)
-        names = [node.name for node in model.graph.input]
-        items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in names} for pair in encoded]
-        with _nncf_output_on_stderr():
+        model, _ = load_for_nncf(folded)
+        items = calibration_inputs(model, tuning.tokenizer, calibration)
+        with nncf_output_on_stderr():
             planned = nncf.quantize_with_accuracy_control(
                 model, nncf.Dataset(items), nncf.Dataset(list(range(len(tuning.items)))), tuning.metric,
                 max_drop=max_drop, drop_type=nncf.DropType.RELATIVE, preset=nncf.QuantizationPreset.MIXED,

@@ -121,7 +121,7 @@ def folded_for_nncf(fp32_onnx: Path, work_dir: Path) -> Iterator[Path]:
         yield folded
 
 
-def _load_for_nncf(folded: Path) -> tuple[Any, dict[str, str]]:
+def load_for_nncf(folded: Path) -> tuple[Any, dict[str, str]]:
     """The folded graph as NNCF takes it, and the backend parameters it needs: whole in memory,
     or, for a graph with external data, with its weights left in their file and NNCF told the
     folder. NNCF runs the graph in onnxruntime from a serialized copy, which protobuf cannot
@@ -132,6 +132,15 @@ def _load_for_nncf(folded: Path) -> tuple[Any, dict[str, str]]:
     if not external_data_files(folded):
         return onnx.load(str(folded)), {}
     return onnx.load(str(folded), load_external_data=False), {"external_data_dir": str(folded.parent.resolve())}
+
+
+def calibration_inputs(model: Any, tokenizer: PairTokenizer,
+                       calibration: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The calibration pairs as NNCF feeds them to `model`'s inputs: batch 1, unpadded, so the
+    activation ranges it collects come from real tokens only."""
+    input_names = [node.name for node in model.graph.input]
+    return [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
+            for pair in tokenizer.encode(*zip(*calibration), truncate=True)]
 
 
 def build_copy(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -156,7 +165,7 @@ def build_ort_dynamic_int8(fp32_onnx: Path, output: Path, calibration: Sequence[
 
 
 @contextlib.contextmanager
-def _nncf_output_on_stderr() -> Iterator[None]:
+def nncf_output_on_stderr() -> Iterator[None]:
     """nncf draws progress bars on stdout and logs there through a handler made at its import;
     stdout is for results (`xscore score` JSON, the `xscore listening` line scripts wait for),
     so both go to stderr like ours while nncf works."""
@@ -204,19 +213,15 @@ def build_nncf_int8(fp32_onnx: Path, output: Path, calibration: Sequence[tuple[s
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     tokenizer = PairTokenizer.from_dir(fp32_onnx.parent)
-    encoded = tokenizer.encode(*zip(*calibration), truncate=True)
     plan = load_int8_plan(fp32_onnx.parent)
     with folded_for_nncf(fp32_onnx, output.parent) as folded:
-        model, backend = _load_for_nncf(folded)
-        input_names = [node.name for node in model.graph.input]
-        # batch 1, unpadded: activation ranges seen on real tokens only
-        items = [{name: getattr(pad_batch([pair], tokenizer.pad_id), name) for name in input_names}
-                 for pair in encoded]
+        model, backend = load_for_nncf(folded)
+        items = calibration_inputs(model, tokenizer, calibration)
         options: dict[str, Any] = {"advanced_parameters": AdvancedQuantizationParameters(backend_params=backend)} \
             if backend else {}
         if plan is not None and plan.float_layers:
             options["ignored_scope"] = nncf.IgnoredScope(names=_planned_layers(model, plan))
-        with _nncf_output_on_stderr():
+        with nncf_output_on_stderr():
             quantized = nncf.quantize(model, nncf.Dataset(items), preset=nncf.QuantizationPreset.MIXED,
                                       model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items), **options)
         save_onnx(quantized, output)
@@ -250,9 +255,9 @@ def build_nncf_weight_int8(fp32_onnx: Path, output: Path,
     from nncf.quantization.advanced_parameters import AdvancedCompressionParameters
 
     with folded_for_nncf(fp32_onnx, output.parent) as folded:
-        model, backend = _load_for_nncf(folded)
+        model, backend = load_for_nncf(folded)
         advanced = {"advanced_parameters": AdvancedCompressionParameters(backend_params=backend)} if backend else {}
-        with _nncf_output_on_stderr():
+        with nncf_output_on_stderr():
             compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, **advanced)
         save_onnx(compressed, output)
     group, figures = choose_group_size(fp32_onnx, output)
@@ -361,5 +366,5 @@ def candidates(device: str, engine: str = "auto") -> tuple[str, ...]:
     return tuple(row.name for row in VARIANTS if device in row.devices and engine in ("auto", *row.engines))
 
 
-__all__ = ["BY_NAME", "GROUP_SIZES", "NAMES", "VARIANTS", "Variant", "candidates", "choose_group_size",
-           "variant_named"]
+__all__ = ["BY_NAME", "GROUP_SIZES", "NAMES", "VARIANTS", "Variant", "calibration_inputs", "candidates",
+           "choose_group_size", "variant_named"]
