@@ -108,3 +108,71 @@ def test_the_default_model_carries_an_artifacts_plan_to_its_model_directory(tmp_
     second = Int8Plan((matmuls[1],), "test")
     save_int8_plan(second, artifact / INT8_PLAN_FILE)
     assert load_int8_plan(materialize_default(model, artifact_dir=artifact)) == second
+
+
+def test_the_plan_search_counts_only_the_queries_int8_ranks_worse():
+    from xscore.recipes.default_model.int8_plan import unfallen_share
+
+    reference = [0.5, 1.0, 0.5]
+    assert unfallen_share(reference, reference) == 1.0
+    # the third query's gain of 0.25 does not pay for the first one's loss of 0.2
+    assert unfallen_share(reference, [0.3, 1.0, 0.75]) == pytest.approx(1 - 0.2 / 2.0)
+    assert unfallen_share(reference, [0.0, 0.0, 0.0]) == 0.0
+    assert unfallen_share([0.0, 0.0], [0.5, 0.0]) == 1.0
+    with pytest.raises(ValueError):
+        unfallen_share(reference, [1.0])
+
+
+def test_the_plan_search_reverts_a_role_in_every_layer_at_once():
+    from xscore.recipes.default_model.int8_plan import role_groups
+
+    groups = role_groups(["/bert/encoder/layer.1/output/dense/MatMul", "/classifier/Gemm",
+                          "/bert/encoder/layer.0/output/dense/MatMul", "/bert/encoder/layer.0/intermediate/dense/MatMul"])
+    assert groups == {
+        "/bert/encoder/layer.*/intermediate/dense/MatMul": ("/bert/encoder/layer.0/intermediate/dense/MatMul",),
+        "/bert/encoder/layer.*/output/dense/MatMul": ("/bert/encoder/layer.0/output/dense/MatMul",
+                                                      "/bert/encoder/layer.1/output/dense/MatMul"),
+        "/classifier/Gemm": ("/classifier/Gemm",)}
+
+
+def _stdlib_tuning_set(count: int) -> dict[str, list]:
+    """Labelled queries from the calibration part of the stdlib corpus: each docstring's summary
+    line, its own docstring the one relevant candidate."""
+    from xscore.recipes.default_model.data import EvalQuery
+    from xscore.service.models.ranking import ranking_set
+
+    return {"stdlib": [EvalQuery(query.text, query.candidates, [1] + [0] * (len(query.candidates) - 1))
+                       for query in ranking_set(count, 12, part="calibration")]}
+
+
+def test_the_plan_search_leaves_nothing_in_float_when_whole_int8_keeps_the_bar(tiny_export, tmp_path):
+    from xscore.recipes.default_model.int8_plan import find_int8_plan
+
+    _needs_nncf()
+    fp32 = _fp32_copy(tiny_export, tmp_path / "fp32")
+    plan = find_int8_plan(fp32 / "model.onnx", _stdlib_tuning_set(4), calibration_pairs(24), max_drop=1.0)
+    assert plan.float_layers == () and plan.figures["left_in_float"] == 0
+    assert "each_role_in_float_on_moved_queries" not in plan.figures  # no role was built
+    assert not (fp32 / INT8_PLAN_FILE).exists()
+
+
+def test_the_plan_search_gives_up_rather_than_leave_most_of_the_model_in_float(tiny_export, tmp_path):
+    import onnx
+
+    from xscore.recipes.default_model.int8_plan import _build_int8, find_int8_plan, role_groups
+
+    _needs_nncf()
+    fp32 = _fp32_copy(tiny_export, tmp_path / "fp32")
+    sets = _stdlib_tuning_set(6)
+    # a bar above any int8's reach: every role is tried alone, and no plan comes of it
+    plan = find_int8_plan(fp32 / "model.onnx", sets, calibration_pairs(24), max_drop=-1.0)
+    assert plan.float_layers == () and plan.figures["left_in_float"] == 0
+    assert not (fp32 / INT8_PLAN_FILE).exists()
+    whole = quantized_matmuls(onnx.load(str(_build_int8(fp32 / "model.onnx", (), calibration_pairs(24),
+                                                        tmp_path / "whole" / "model.onnx"))))
+    assert plan.figures["quantized_matmuls"] == len(whole)
+    if plan.figures["queries_whole_int8_moves"]:
+        assert plan.figures["reached"] is False
+        assert set(plan.figures["each_role_in_float_on_moved_queries"]) == set(role_groups(whole))
+        tried = sum(len(role_groups(whole)[step["role"]]) for step in plan.figures["steps"])
+        assert tried <= len(whole) / 2

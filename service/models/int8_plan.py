@@ -1,11 +1,11 @@
 """A model's int8 plan: the matmuls its static int8 leaves in float, chosen where the model is made.
 
 Static int8 of a whole cross-encoder can keep the order of every query and still lose answers
-against a task's labels (the default model's did: `variants.build_nncf_int8`). NNCF's accuracy
-control finds the few layers that cost the most, reverting one at a time until the metric is
-within a bar; that takes a quarter of an hour on 2 cores, too long for a first start, so a model
-carries the result (`INT8_PLAN_FILE` in its directory) and the export applies it as an ignored
-scope. The ranking gates judge the int8 it builds like any other.
+against a task's labels (the default model's did: `variants.build_nncf_int8`). Finding the
+matmuls that cost the most means building and scoring many int8 graphs on labelled text, which
+takes the better part of an hour on 2 cores, too long for a first start, so a model carries the
+result (`INT8_PLAN_FILE` in its directory) and the export applies it as an ignored scope. The
+ranking gates judge the int8 it builds like any other.
 """
 
 from __future__ import annotations
