@@ -112,6 +112,30 @@ def test_a_negative_is_never_a_right_answer_another_sense_or_a_synonyms_definiti
         assert group.positive not in group.negatives
 
 
+def test_a_wordnet_words_traps_are_mined_with_the_word_not_its_questions_template() -> None:
+    from xscore.recipes.default_model.data import Doc, make_train_groups
+    from xscore.recipes.default_model.wordnet import headword
+
+    templated = ["Do what someone else is doing.", "What a communication is about.",
+                 "Having received what was desired.", "Not in keeping with what is correct or proper."]
+    docs = [Doc(f"wordnet:{word}", f"wordnet:{word}", query, passage) for word, query, passage in [
+        ("zebra", "what does zebra mean", "An African equine with black and white stripes."),
+        ("okapi", "what does okapi mean", "A forest giraffe of Central Africa, striped like a zebra."),
+        ("quagga", "what does quagga mean", "An extinct zebra of southern Africa."),
+        ("gnu", "what does gnu mean", "A large African antelope with a head like an ox."),
+        ("imitate", "define imitate", templated[0]), ("subject", "define subject", templated[1]),
+        ("satisfied", "define satisfied", templated[2]), ("improper", "define improper", templated[3])]]
+    asked = {g.query: g for g in make_train_groups(docs, len(docs), 3, seed=1)}
+    # the question's "what", "does", "mean" are not stopwords: its traps are the template's matches
+    assert set(asked["what does gnu mean"].negatives) <= set(templated)
+    worded = {g.query: g for g in make_train_groups(docs, len(docs), 3, seed=1, mine_with=headword)}
+    # the definitions that hold the word are BM25's only hits, and come first
+    assert set(worded["what does zebra mean"].negatives[:2]) == {
+        "A forest giraffe of Central Africa, striped like a zebra.", "An extinct zebra of southern Africa."}
+    for group in worded.values():  # a word no other definition holds gets random negatives, its own never
+        assert len(group.negatives) == 3 and group.positive not in group.negatives
+
+
 def test_a_trained_synonym_never_carries_a_held_out_words_definition(wordnet_dir) -> None:
     from xscore.recipes.default_model.data import split_docs, without_heldout_passages
 

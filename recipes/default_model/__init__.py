@@ -45,6 +45,7 @@ from xscore.recipes.default_model.wordnet import VERSION as WORDNET_VERSION
 from xscore.recipes.default_model.wordnet import data_hashes as wordnet_hashes
 from xscore.recipes.default_model.wordnet import (
     fetch_wordnet,
+    headword,
     load_dominant_sense_docs,
     load_wordnet_docs,
 )
@@ -169,7 +170,8 @@ def build_default(dest_dir: Path, data_dir: Path | None = None, progress: bool =
     groups += D.make_train_groups(wordnet_train, recipe.wordnet_train_queries + len(rare_words) + len(dominant_words),
                                   recipe.negatives, recipe.seed + 2, embed=wordnet_teacher,
                                   dense=embed if recipe.wordnet_dense_negatives else None,
-                                  also_right=other_senses if dominant_words else None)
+                                  also_right=other_senses if dominant_words else None,
+                                  mine_with=headword if recipe.wordnet_bm25_on_headword else None)
     if recipe.wordnet_neighbour_distill_queries:
         groups += D.make_neighbour_groups(wordnet_train, recipe.wordnet_neighbour_distill_queries, recipe.negatives,
                                           recipe.seed + 3, embed, also_right=other_senses, teacher=wordnet_teacher)

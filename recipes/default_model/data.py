@@ -222,6 +222,13 @@ class Bm25:
                                           n_threads=1)
         return np.asarray(ids)
 
+    def hits(self, queries: Sequence[str], k: int) -> list[list[int]]:
+        """Up to k passages per query that share a term with it, best first: a query whose terms
+        the passages lack gets fewer (`top` fills its k with passages scored 0)."""
+        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        ids, scores = self._retriever.retrieve(tokens, k=min(k, self._size), show_progress=False, n_threads=1)
+        return [[int(j) for j, score in zip(row, row_scores) if score > 0] for row, row_scores in zip(ids, scores)]
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 of one query against every indexed passage (zeros if no query term survives)."""
         tokens = self._bm25s.tokenize([query], stopwords="en", return_ids=False,
@@ -246,7 +253,8 @@ _SPARE_HITS = 8
 
 def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, seed: int,
                       embed: Embed | None = None, dense: Embed | None = None,
-                      also_right: Mapping[str, frozenset[str]] | None = None) -> list[TrainGroup]:
+                      also_right: Mapping[str, frozenset[str]] | None = None,
+                      mine_with: Callable[[Doc], str] | None = None) -> list[TrainGroup]:
     """One group per sampled query: its passage plus siblings and BM25 negatives.
 
     Half the negatives are siblings where a package has them (they teach the fine
@@ -256,7 +264,10 @@ def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, see
     bi-encoder's cosines are attached as a soft distillation target. With `also_right`, a
     negative is never the query's own passage (synonyms share a definition) nor one of
     `also_right[doc.group]` (the other senses of a word); without it, never the query's own doc
-    (recipe 4 as it was built).
+    (recipe 4 as it was built). With `mine_with`, BM25 mines with that text of each query's doc
+    (a WordNet word alone, without its question's "what does ... mean") and keeps only passages
+    that share a term with it; random passages fill the rest. Without it, the query itself (recipes
+    up to 7).
     """
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(len(docs)), min(n_queries, len(docs))))
@@ -264,7 +275,10 @@ def make_train_groups(docs: Sequence[Doc], n_queries: int, n_negatives: int, see
     bm25 = Bm25([d.passage for d in docs])
     # spare hits for the ones that are right answers after all
     spare = _SPARE_HITS if also_right is not None else 0
-    hits = bm25.top([docs[i].summary for i in picked], k=n_negatives + 1 + spare)
+    if mine_with is None:
+        hits = bm25.top([docs[i].summary for i in picked], k=n_negatives + 1 + spare)
+    else:
+        hits = bm25.hits([mine_with(docs[i]) for i in picked], k=n_negatives + 1 + spare)
     near = _nearest(dense, docs, picked, n_negatives + 1) if dense is not None else None
     groups: list[TrainGroup] = []
     for row, i in enumerate(picked):

@@ -199,6 +199,12 @@ def _first_senses(database: Path) -> dict[tuple[str, str], str]:
     return first
 
 
+def headword(doc: Doc) -> str:
+    """The word a WordNet Doc defines: what its negatives are mined with, since the question's own
+    words ("what", "does", "mean") are not BM25 stopwords and match every definition that has them."""
+    return doc.group.removeprefix("wordnet:")
+
+
 def _question(word: str, part: str) -> str:
     templates = {"v": _VERB_TEMPLATES, "a": _MODIFIER_TEMPLATES, "s": _MODIFIER_TEMPLATES,
                  "r": _MODIFIER_TEMPLATES}.get(part, TEMPLATES)
