@@ -114,8 +114,9 @@ class Decision:
 
 
 # Raised whenever what a decision may choose changes, so a decision cached by older rules is made
-# again: 2 refuses an engine whose streams score unlike one stream (int8w on OpenVINO THROUGHPUT).
-DECISION_RULES = 2
+# again: 2 refuses an engine whose streams score unlike one stream (int8w on OpenVINO THROUGHPUT);
+# 3 times every stream on MIN_BATCHES_PER_STREAM batches a round.
+DECISION_RULES = 3
 
 
 def decision_path(root: Path, source_dir: Path, device: str, engine: str, options: EngineOptions) -> Path:
