@@ -119,11 +119,15 @@ class _Tuning:
         query that int8 ranks better does not pay for one it ranks worse."""
         indices = list(indices)
         ndcgs = self._ndcgs(int8_onnx, "int8", indices)
+        return self.worse_share(indices, ndcgs), ndcgs
+
+    def worse_share(self, indices: Sequence[int], ndcgs: Sequence[float]) -> float:
+        """The worse set's unfallen share of per-query NDCG@10 already measured on `indices`."""
         shares = []
         for name in dict.fromkeys(self.items[index][0] for index in indices):
             mine = [i for i, index in enumerate(indices) if self.items[index][0] == name]
             shares.append(unfallen_share([self.reference[indices[i]] for i in mine], [ndcgs[i] for i in mine]))
-        return min(shares), ndcgs
+        return min(shares)
 
 
 def _build_int8(fp32_onnx: Path, float_layers: Sequence[str], calibration: Sequence[tuple[str, str]],
@@ -177,7 +181,8 @@ def find_int8_plan(fp32_onnx: Path, sets: Mapping[str, Sequence[EvalQuery]],
                                                         unit="role"), 1):
                 alone[role] = tuning.metric(build(names, f"role-{number}"), moved)[0]
             figures["each_role_in_float_on_moved_queries"] = {role: round(share, 5) for role, share in alone.items()}
-            figures["whole_int8_on_moved_queries"] = round(tuning.metric(whole_path, moved)[0], 5)
+            figures["whole_int8_on_moved_queries"] = round(
+                tuning.worse_share(moved, [whole_ndcgs[index] for index in moved]), 5)
             steps = []
             for role in sorted(alone, key=alone.__getitem__, reverse=True):
                 if alone[role] <= figures["whole_int8_on_moved_queries"]:
