@@ -217,17 +217,19 @@ class Bm25:
         self._size = len(passages)
 
     def top(self, queries: Sequence[str], k: int) -> np.ndarray:
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-        ids, _ = self._retriever.retrieve(tokens, k=min(k, self._size), show_progress=False,
-                                          n_threads=1)
-        return np.asarray(ids)
+        ids, _ = self._retrieve(queries, k)
+        return ids
 
     def hits(self, queries: Sequence[str], k: int) -> list[list[int]]:
         """Up to k passages per query that share a term with it, best first: a query whose terms
         the passages lack gets fewer (`top` fills its k with passages scored 0)."""
+        ids, scores = self._retrieve(queries, k)
+        return [[int(j) for j, score in zip(row, row_scores) if score > 0] for row, row_scores in zip(ids, scores)]
+
+    def _retrieve(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
         ids, scores = self._retriever.retrieve(tokens, k=min(k, self._size), show_progress=False, n_threads=1)
-        return [[int(j) for j, score in zip(row, row_scores) if score > 0] for row, row_scores in zip(ids, scores)]
+        return np.asarray(ids), np.asarray(scores)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 of one query against every indexed passage (zeros if no query term survives)."""
