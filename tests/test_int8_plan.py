@@ -111,7 +111,7 @@ def test_the_default_model_carries_an_artifacts_plan_to_its_model_directory(tmp_
 
 
 def test_the_plan_search_counts_only_the_queries_int8_ranks_worse():
-    from xscore.recipes.default_model.int8_plan import unfallen_share
+    from xscore.service.models.ranking import unfallen_share
 
     reference = [0.5, 1.0, 0.5]
     assert unfallen_share(reference, reference) == 1.0

@@ -14,7 +14,7 @@ from scoring import score_pairs
 
 from xscore.api.errors import XscoreError
 from xscore.service.models.export import export
-from xscore.service.models.fidelity import Gate
+from xscore.service.models.fidelity import Fidelity, Gate
 from xscore.service.models.ranking import (
     OWN_RANKING_FILE,
     Query,
@@ -35,7 +35,22 @@ def test_labelled_queries_are_judged_by_the_ratio_of_mean_ndcg_against_the_label
     assert figures.ndcg10_ratio == pytest.approx(expected)
     # a variant that finds the answer the reference missed scores above it
     better = ranking_fidelity(queries, reference, [reference[0], np.array([2.0, 1.0, 0.0])])
-    assert better.ndcg10_ratio > 1.0
+    assert better.ndcg10_ratio > 1.0 and better.unfallen_share == 1.0
+
+
+def test_the_own_set_gate_counts_the_queries_ranked_worse_however_many_rank_better():
+    queries = [Query("a", ["x", "y", "z"], [0.0, 1.0, 0.0]), Query("b", ["x", "y", "z"], [1.0, 0.0, 0.0])]
+    reference = [np.array([0.0, 2.0, 1.0]), np.array([0.0, 1.0, 2.0])]  # a: answer 1st; b: answer 3rd
+    swapped = [np.array([0.0, 1.0, 2.0]), np.array([2.0, 1.0, 0.0])]  # a: answer 2nd; b: answer 1st
+    figures = ranking_fidelity(queries, reference, swapped)
+    fall = 1.0 - 1 / np.log2(3)  # a's answer from 1st to 2nd
+    assert figures.ndcg10_ratio > 1.0  # b gained more than a lost
+    assert figures.unfallen_share == pytest.approx(1.0 - fall / (1.0 + 1 / np.log2(4)))
+    gate = Gate(min_own_unfallen_share=0.995)
+    probe = Fidelity(max_abs_diff=0.0, spearman=1.0, top10_agreement=1.0, pairs=3)
+    (problem,) = gate.failures(probe, None, {"wordnet": figures})
+    assert "on the model's own wordnet set (2 queries; net 1" in problem
+    assert gate.failures(probe, None, {"wordnet": ranking_fidelity(queries, reference, reference)}) == []
 
 
 def test_a_ranking_set_file_round_trips_by_set_and_refuses_rows_that_do_not_hold_together(tmp_path):
@@ -85,9 +100,10 @@ def test_a_variant_that_loses_a_sets_answers_is_refused_naming_that_set(tiny_mod
     model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     save_ranking_set({"kept": kept, "lost": lost}, model / OWN_RANKING_FILE)
     # the fp32 copy itself, under a gate that reads the model's own sets
-    row = dataclasses.replace(BY_NAME["fp32"], name="judged", gate=Gate(min_own_ndcg10_ratio=0.995))
-    with pytest.raises(XscoreError, match=r"variant judged .* refused: NDCG@10 against the labels \d+\.\d+% of "
-                                          r"the reference's < 99\.5% on the model's own lost set \(4 queries\)") as caught:
+    row = dataclasses.replace(BY_NAME["fp32"], name="judged", gate=Gate(min_own_unfallen_share=0.995))
+    with pytest.raises(XscoreError, match=r"variant judged .* refused: NDCG@10 against the labels kept on the "
+                                          r"queries it ranks worse \d+\.\d+% of the reference's < 99\.5% on the "
+                                          r"model's own lost set \(4 queries; net \d+\.\d+%\)") as caught:
         export(str(model), [row], root=tmp_path / "cache", progress=False)
     figures = caught.value.details["ranking_own"]
     assert figures["kept"]["ndcg10_ratio"] == 1.0 and figures["lost"]["ndcg10_ratio"] < 0.5
@@ -103,7 +119,7 @@ def test_a_variant_that_loses_a_sets_answers_is_refused_naming_that_set(tiny_mod
 def test_an_unreadable_ranking_set_is_a_clear_model_error(tiny_model_dir, tmp_path):
     model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     (model / OWN_RANKING_FILE).write_bytes(b"not gzip")
-    row = dataclasses.replace(BY_NAME["fp32"], name="judged", gate=Gate(min_own_ndcg10_ratio=0.995))
+    row = dataclasses.replace(BY_NAME["fp32"], name="judged", gate=Gate(min_own_unfallen_share=0.995))
     with pytest.raises(XscoreError, match="its own ranking set cannot be read"):
         export(str(model), [row], root=tmp_path / "cache", progress=False)
 

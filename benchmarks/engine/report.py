@@ -74,7 +74,8 @@ def markdown(results: dict[str, Any]) -> str:
     own_sets = env.get("own_sets") or {}
     if own_sets:
         lines += ["", "The model's own labelled sets (" + "; ".join(f"{name}: {shape}" for name, shape in own_sets.items())
-                  + "): mean NDCG@10 against the labels as a share of the torch reference's, and per-query Spearman "
+                  + "): mean NDCG@10 against the labels as a share of the torch reference's (net, and in "
+                  "brackets kept on the queries ranked worse, which the gate judges), and per-query Spearman "
                   "against it.", "",
                   "| attempt | " + " | ".join(f"{name} NDCG@10 | {name} Spearman mean (min)" for name in own_sets) + " |",
                   "|---|" + "---|---|" * len(own_sets)]
@@ -82,7 +83,8 @@ def markdown(results: dict[str, Any]) -> str:
             own = row.get("fidelity_own") or {}
             if own:
                 lines.append(f"| {row['label']} | " + " | ".join(
-                    f"{100 * own[name]['ndcg10_ratio']:.2f}% | {own[name]['spearman_mean']:.4f} "
+                    f"{100 * own[name]['ndcg10_ratio']:.2f}% ({100 * own[name]['unfallen_share']:.2f}%) "
+                    f"| {own[name]['spearman_mean']:.4f} "
                     f"({own[name]['spearman_min']:.4f})" for name in own_sets) + " |")
     return "\n".join(lines) + "\n"
 

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from xscore.recipes.default_model.data import Embed, EvalQuery
 from xscore.recipes.default_model.train import Recipe
 from xscore.service.models.int8_plan import INT8_PLAN_FILE, Int8Plan, quantized_matmuls, save_int8_plan
+from xscore.service.models.ranking import unfallen_share
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,6 @@ def tuning_sets(recipe: Recipe, embed: Embed, gate_queries: set[str], queries: i
     sets = validation_sets(recipe, embed, drawn, data_dir, artifact_dir)
     return {name: [trimmed(item) for item in items if item.query not in gate_queries][:queries]
             for name, items in sets.items()}
-
-
-def unfallen_share(reference: Sequence[float], candidate: Sequence[float]) -> float:
-    """The share of the reference's summed per-query NDCG@10 that the candidate keeps when only the
-    queries it ranks worse count: 1 - sum(max(0, reference - candidate)) / sum(reference)."""
-    total = sum(reference)
-    if not total:
-        return 1.0
-    return 1.0 - sum(max(0.0, before - after) for before, after in zip(reference, candidate, strict=True)) / total
 
 
 def role_groups(layers: Iterable[str]) -> dict[str, tuple[str, ...]]:

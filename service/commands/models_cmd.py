@@ -78,6 +78,8 @@ def _describe(model: dict) -> str:
                         f"  NDCG@10 {100 * ranking['ndcg10_ratio']:.2f}%")
         for name, own in (entry.get("ranking_own") or {}).items():
             figures += f"  {name} NDCG@10 {100 * own['ndcg10_ratio']:.2f}%"
+            if "unfallen_share" in own:  # exports gated before it was measured lack it
+                figures += f" (kept where worse {100 * own['unfallen_share']:.2f}%)"
         if entry.get("quantization_group_size"):
             figures += f"  groups of {entry['quantization_group_size']}"
         lines.append(f"  {entry['variant']:5}  {figures}  {entry['path']}")

@@ -72,19 +72,22 @@ class Gate:
     """The bar a variant must meet (each row of the variant table has one): on the probe pairs
     against the PyTorch reference, for lossy variants on the ranking set against the fp32 export
     (per-query Spearman mean, NDCG@10 ratio), and where the model carries its own labelled ranking
-    set, on each of its sets: mean NDCG@10 against the labels over the reference's."""
+    set, on each of its sets: the reference's NDCG@10 against the labels that the variant keeps on
+    the queries it ranks worse (`unfallen_share`). The net ratio of means let a static int8 of the
+    default model through at 100.60% of the reference's on its WordNet set, because as many
+    queries moved up as down, and it then kept 99.09% on the held-out WordNet evaluation."""
 
     max_abs_diff: float | None = None
     min_spearman: float | None = None
     min_rank_spearman: float | None = None
     min_ndcg10_ratio: float | None = None
-    min_own_ndcg10_ratio: float | None = None
+    min_own_unfallen_share: float | None = None
 
     @property
     def ranked(self) -> bool:
         """Whether this gate judges the ranking sets (and the export must score them)."""
         return (self.min_rank_spearman is not None or self.min_ndcg10_ratio is not None
-                or self.min_own_ndcg10_ratio is not None)
+                or self.min_own_unfallen_share is not None)
 
     def failures(self, fidelity: Fidelity, ranking: RankingFidelity | None = None,
                  own: Mapping[str, RankingFidelity] | None = None) -> list[str]:
@@ -100,10 +103,11 @@ class Gate:
             if self.min_ndcg10_ratio is not None and ranking.ndcg10_ratio < self.min_ndcg10_ratio:
                 problems.append(f"NDCG@10 ratio {ranking.ndcg10_ratio:.4f} < {self.min_ndcg10_ratio:g} "
                                 "on the ranking set")
-        if self.min_own_ndcg10_ratio is not None:
+        if self.min_own_unfallen_share is not None:
             for name, figures in (own or {}).items():
-                if figures.ndcg10_ratio < self.min_own_ndcg10_ratio:
-                    problems.append(f"NDCG@10 against the labels {100 * figures.ndcg10_ratio:.2f}% of the "
-                                    f"reference's < {100 * self.min_own_ndcg10_ratio:g}% on the model's own "
-                                    f"{name} set ({figures.queries} queries)")
+                if figures.unfallen_share < self.min_own_unfallen_share:
+                    problems.append(f"NDCG@10 against the labels kept on the queries it ranks worse "
+                                    f"{100 * figures.unfallen_share:.2f}% of the reference's < "
+                                    f"{100 * self.min_own_unfallen_share:g}% on the model's own {name} set "
+                                    f"({figures.queries} queries; net {100 * figures.ndcg10_ratio:.2f}%)")
         return problems

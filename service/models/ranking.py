@@ -117,6 +117,16 @@ def _graded_gains(reference: np.ndarray) -> np.ndarray:
     return (reference - reference.min()) / spread if spread else np.ones(len(reference))
 
 
+def unfallen_share(reference: Sequence[float], candidate: Sequence[float]) -> float:
+    """The share of the reference's summed per-query NDCG@10 that the candidate keeps when only the
+    queries it ranks worse count: 1 - sum(max(0, reference - candidate)) / sum(reference). A query
+    ranked better does not pay for one ranked worse, as it does in a ratio of means."""
+    total = sum(reference)
+    if not total:
+        return 1.0
+    return 1.0 - sum(max(0.0, before - after) for before, after in zip(reference, candidate, strict=True)) / total
+
+
 @dataclass(frozen=True, slots=True)
 class RankingFidelity:
     spearman_mean: float
@@ -125,11 +135,13 @@ class RankingFidelity:
     top10_agreement: float  # mean over queries
     max_abs_diff: float
     queries: int
+    unfallen_share: float  # of the reference's NDCG@10, counting only the queries ranked worse
 
     def as_dict(self) -> dict[str, float]:
         return {"spearman_mean": self.spearman_mean, "spearman_min": self.spearman_min,
                 "ndcg10_ratio": self.ndcg10_ratio, "top10_agreement": self.top10_agreement,
-                "max_abs_diff": self.max_abs_diff, "queries": self.queries}
+                "max_abs_diff": self.max_abs_diff, "queries": self.queries,
+                "unfallen_share": self.unfallen_share}
 
 
 def ranking_fidelity(queries: Sequence[Query], references: Sequence[np.ndarray],
@@ -152,9 +164,13 @@ def ranking_fidelity(queries: Sequence[Query], references: Sequence[np.ndarray],
             ratios.append(ndcg_at_10(gains, candidate) / reached if reached else 1.0)
         tops.append(top_k_agreement(reference, candidate, 10))
         diffs.append(float(np.max(np.abs(reference - candidate))))
-    ratio = (float(np.mean(got) / np.mean(ideal)) if np.mean(ideal) else 1.0) if labelled else float(np.mean(ratios))
+    if labelled:
+        ratio = float(np.mean(got) / np.mean(ideal)) if np.mean(ideal) else 1.0
+        kept = unfallen_share(ideal, got)
+    else:  # each query's own reference reaches 1
+        ratio, kept = float(np.mean(ratios)), unfallen_share([1.0] * len(ratios), ratios)
     return RankingFidelity(float(np.mean(rhos)), float(np.min(rhos)), ratio, float(np.mean(tops)), max(diffs),
-                           len(queries))
+                           len(queries), kept)
 
 
 class RankingCheck:
@@ -214,4 +230,4 @@ RANKING_BATCH_TOKENS = 4096
 
 __all__ = ["OWN_RANKING_FILE", "RANKING_SET_SHAPE", "OwnRankingCheck", "OwnRankingSet", "Query", "RankingCheck",
            "RankingFidelity", "load_ranking_set", "ndcg_at_10", "own_ranking_check", "ranking_fidelity",
-           "ranking_set", "save_ranking_set"]
+           "ranking_set", "save_ranking_set", "unfallen_share"]

@@ -327,23 +327,24 @@ def _fp16_unavailable() -> str | None:
 # reranker is for, each query's order: int8 must keep per-query Spearman >= 0.99 and NDCG@10 >=
 # 99.5%; bf16 and fp16, whose only loss is rounding, Spearman >= 0.999. Where the model carries
 # its own labelled ranking set (the default model does: its validation text), every lossy variant
-# must also keep its mean NDCG@10 against the labels within 0.5% of the reference's on each of its
-# sets: recipe 5's static int8 passed the stdlib bars and lost 1.34% of Debian NDCG@10 (AMX class).
+# must also keep 99.5% of the reference's NDCG@10 against the labels on each of its sets, counting
+# only the queries it ranks worse: recipe 5's static int8 passed the stdlib bars and lost 1.34% of
+# Debian NDCG@10 (AMX class), and recipe 9's passed a net ratio of means and lost 0.91% of WordNet's.
 #
 # `--variant auto` does not follow this order: it times every row that fits and passes here and
 # serves the fastest (selection.py). The order is only the listing's.
 OWN_BAR = 0.995
 VARIANTS: tuple[Variant, ...] = (
     Variant("int8", "int8", ("cpu",), ("openvino", "onnxruntime"), build_nncf_int8,
-            Gate(min_spearman=0.97, min_rank_spearman=0.99, min_ndcg10_ratio=0.995, min_own_ndcg10_ratio=OWN_BAR)),
+            Gate(min_spearman=0.97, min_rank_spearman=0.99, min_ndcg10_ratio=0.995, min_own_unfallen_share=OWN_BAR)),
     Variant("int8w", "int8", ("cpu",), ("openvino",), build_nncf_weight_int8,
-            Gate(min_spearman=0.97, min_rank_spearman=0.99, min_ndcg10_ratio=0.995, min_own_ndcg10_ratio=OWN_BAR),
+            Gate(min_spearman=0.97, min_rank_spearman=0.99, min_ndcg10_ratio=0.995, min_own_unfallen_share=OWN_BAR),
             _nncf_unavailable),
     Variant("fp16", "fp16", ("cuda",), ("onnxruntime",), build_fp16,
-            Gate(min_spearman=0.995, min_rank_spearman=0.999, min_own_ndcg10_ratio=OWN_BAR), _fp16_unavailable),
+            Gate(min_spearman=0.995, min_rank_spearman=0.999, min_own_unfallen_share=OWN_BAR), _fp16_unavailable),
     # onnxruntime has no bf16 precision: there it would only be fp32, so auto never times it there
     Variant("bf16", "bf16", ("cpu",), ("openvino",), build_bf16,
-            Gate(min_spearman=0.995, min_rank_spearman=0.999, min_own_ndcg10_ratio=OWN_BAR), _bf16_unavailable),
+            Gate(min_spearman=0.995, min_rank_spearman=0.999, min_own_unfallen_share=OWN_BAR), _bf16_unavailable),
     Variant("fp32", "fp32", ("cpu", "cuda"), ("openvino", "onnxruntime"), build_copy, Gate(max_abs_diff=1e-4)),
 )
 BY_NAME: dict[str, Variant] = {variant.name: variant for variant in VARIANTS}
